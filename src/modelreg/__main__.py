@@ -1,0 +1,3 @@
+from modelreg.cli.entry import main
+
+raise SystemExit(main())

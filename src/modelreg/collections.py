@@ -1,0 +1,272 @@
+"""One collection on disk: its versions (or links), aliases, history and index.
+
+Readers take no lock: every file they read is published whole (link or rename), so they
+see the old state or the new one. Writers hold `collection.lock` while they claim a
+number, move aliases, delete versions and append history.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import manifest as mf
+from .errors import Conflict, Error, IntegrityError, NotFound
+from .locks import FileLock
+from .refs import ALIAS_RE, CollectionId
+from .util import create_file, fsync_dir, now, replace_file, write_temp
+
+VERSION_FILE = re.compile(r"v([0-9]+)\.json")
+ALIAS_LINE = re.compile(r"v([0-9]+)\n?")
+KINDS = ("artifact", "registered")
+INDEX_FORMAT = 1
+# A directory changed this recently may change again within the same timestamp tick, so an
+# index stamped with its mtime could miss that change (git's "racy" entries); wait it out.
+RACY_NS = 100_000_000
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What `ls NAME` needs of one version, from the index or its manifest."""
+
+    version: int
+    deleted: bool
+    digest: str
+    size: int = 0
+    files: int = 0
+    created: str = ""
+    metadata: dict | None = None
+    source: dict | None = None  # a link's {"entity", "project", "name", "version"}
+
+    @classmethod
+    def of(cls, record: mf.Record) -> "Summary":
+        if isinstance(record, mf.Tombstone):
+            return cls(record.version, True, record.digest, created=record.deleted)
+        if isinstance(record, mf.LinkRecord):
+            return cls(record.version, False, record.source_digest, created=record.created,
+                       source=record.to_json()["source"])
+        return cls(record.version, False, record.digest, record.size, len(record.files),
+                   record.created, record.metadata)
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+class Collection:
+    def __init__(self, root: Path, cid: CollectionId, fsync: bool = True) -> None:
+        self.id = cid
+        self.root = root
+        self.tmp = root / "tmp"
+        self.fsync = fsync
+        self.dir = root / "collections" / cid.entity / cid.project / cid.name
+        self.versions_dir = self.dir / "versions"
+        self.aliases_dir = self.dir / "aliases"
+        self.history_path = self.dir / "history.jsonl"
+        self.index_path = self.dir / "index.json"
+        self._info: dict | None = None
+
+    # -- the collection itself -------------------------------------------------------
+
+    @property
+    def info(self) -> dict:
+        if self._info is None:
+            path = self.dir / "collection.json"
+            try:
+                data = json.loads(path.read_bytes())
+            except FileNotFoundError:
+                raise NotFound(f"no collection named {self.id.full!r}") from None
+            except ValueError:
+                raise IntegrityError(f"{path}: not valid JSON") from None
+            if not isinstance(data, dict) or data.get("kind") not in KINDS:
+                raise IntegrityError(f"{path}: unknown collection kind")
+            self._info = data
+        return self._info
+
+    def exists(self) -> bool:
+        return (self.dir / "collection.json").is_file()
+
+    @property
+    def kind(self) -> str:
+        return self.info["kind"]
+
+    def ensure(self, kind: str) -> None:
+        """Create the collection as `kind` unless it exists; a kind clash is a conflict."""
+        if not self.exists():
+            project_dir = self.dir.parent
+            if project_dir.is_dir():
+                folded = self.id.name.casefold()
+                for other in os.listdir(project_dir):
+                    if other != self.id.name and other.casefold() == folded:
+                        raise Conflict(f"collection {other!r} already exists; names may not differ only by case")
+            for d in (self.versions_dir, self.aliases_dir):
+                d.mkdir(parents=True, exist_ok=True)
+            record = {"format": mf.FORMAT, "kind": kind, "created": now(), "description": ""}
+            create_file(self.tmp, self.dir / "collection.json", json.dumps(record).encode() + b"\n", self.fsync)
+            self._info = None
+        if self.kind != kind:
+            what = "an artifact" if self.kind == "artifact" else "a registered model"
+            raise Conflict(f"{self.id.name!r} is already {what} in project {self.id.project!r}",
+                           hint="collection names are unique within a project across both kinds")
+
+    def lock(self, on_break=None) -> FileLock:
+        return FileLock(self.dir / "collection.lock", f"collection {self.id.full}", on_break=on_break)
+
+    # -- versions --------------------------------------------------------------------
+
+    def numbers(self) -> list[int]:
+        """Every version number present, tombstones included, ascending."""
+        try:
+            names = os.listdir(self.versions_dir)
+        except FileNotFoundError:
+            return []
+        return sorted(int(m.group(1)) for m in map(VERSION_FILE.fullmatch, names) if m)
+
+    def record_path(self, number: int) -> Path:
+        return self.versions_dir / f"v{number}.json"
+
+    def read(self, number: int) -> mf.Record:
+        path = self.record_path(number)
+        try:
+            record = mf.read_record(path, expected_version=number)
+        except FileNotFoundError:
+            raise NotFound(f"{self.id.name}:v{number} does not exist") from None
+        if isinstance(record, mf.LinkRecord) != (self.kind == "registered") and not isinstance(record, mf.Tombstone):
+            raise IntegrityError(f"{path}: record does not match the collection's kind")
+        if isinstance(record, mf.VersionManifest) and record.artifact != self.id:
+            raise IntegrityError(f"{path}: belongs to {record.artifact.full}")
+        return record
+
+    def summaries(self) -> list[Summary]:
+        """Every version's summary, tombstones included, from the index when it is fresh."""
+        try:
+            stamp = os.stat(self.versions_dir).st_mtime_ns
+        except FileNotFoundError:
+            return []
+        cached = self._read_index(stamp)
+        if cached is not None:
+            return cached
+        result = [Summary.of(self.read(n)) for n in self.numbers()]
+        if time.time_ns() - stamp > RACY_NS:
+            self._write_index(stamp, result)
+        return result
+
+    def _read_index(self, stamp: int) -> list[Summary] | None:
+        try:
+            data = json.loads(self.index_path.read_bytes())
+            if data.get("format") != INDEX_FORMAT or data.get("stamp") != stamp:
+                return None
+            return [Summary(**item) for item in data["versions"]]
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            return None
+
+    def _write_index(self, stamp: int, summaries: list[Summary]) -> None:
+        data = {"format": INDEX_FORMAT, "stamp": stamp, "versions": [s.to_json() for s in summaries]}
+        try:
+            # A cache: never fsynced, and a read-only registry simply goes without.
+            replace_file(self.tmp, self.index_path, json.dumps(data, separators=(",", ":")).encode(), False)
+        except OSError:
+            pass
+
+    def live(self) -> list[Summary]:
+        return [s for s in self.summaries() if not s.deleted]
+
+    def latest(self) -> int | None:
+        live = self.live()
+        return live[-1].version if live else None
+
+    def publish(self, make_record) -> int:
+        """Publish `make_record(n)` as the next free number n; caller holds the lock.
+
+        link(2) never overwrites: if another writer got there first (which the lock
+        prevents, unless the lock was broken as stale), the next number is tried.
+        """
+        number = (self.numbers() or [-1])[-1] + 1
+        while True:
+            data = mf.dumps(make_record(number))
+            if create_file(self.tmp, self.record_path(number), data, self.fsync):
+                return number
+            number += 1
+
+    def replace_record(self, record: mf.Record) -> None:
+        replace_file(self.tmp, self.record_path(record.version), mf.dumps(record), self.fsync)
+
+    # -- aliases ---------------------------------------------------------------------
+
+    def aliases(self) -> dict[str, int]:
+        """alias -> version number; unreadable alias files are left to fsck."""
+        result: dict[str, int] = {}
+        try:
+            names = os.listdir(self.aliases_dir)
+        except FileNotFoundError:
+            return result
+        for name in names:
+            if not ALIAS_RE.fullmatch(name):
+                continue
+            try:
+                match = ALIAS_LINE.fullmatch((self.aliases_dir / name).read_text())
+            except (OSError, UnicodeDecodeError):
+                continue
+            if match:
+                result[name] = int(match.group(1))
+        return dict(sorted(result.items()))
+
+    def set_alias(self, alias: str, number: int) -> None:
+        replace_file(self.tmp, self.aliases_dir / alias, f"v{number}\n".encode(), self.fsync)
+
+    def remove_alias(self, alias: str) -> None:
+        (self.aliases_dir / alias).unlink(missing_ok=True)
+        if self.fsync:
+            fsync_dir(self.aliases_dir)
+
+    # -- history ---------------------------------------------------------------------
+
+    def append_history(self, events: list[dict]) -> None:
+        """Append events as JSON lines in one write; caller holds the lock."""
+        if not events:
+            return
+        data = "".join(json.dumps(e, ensure_ascii=False, separators=(",", ":")) + "\n" for e in events).encode()
+        fd = os.open(self.history_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, data)
+            if self.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def history(self) -> list[dict]:
+        try:
+            lines = self.history_path.read_bytes().splitlines()
+        except FileNotFoundError:
+            return []
+        events = []
+        for line in lines:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # a torn last line after a crash; fsck reports it
+            if isinstance(event, dict):
+                events.append(event)
+        return events
+
+
+def iter_collection_ids(root: Path):
+    """Every collection present under `root/collections`, sorted."""
+    base = root / "collections"
+    found = []
+    for entity in _subdirs(base):
+        for project in _subdirs(base / entity):
+            for name in _subdirs(base / entity / project):
+                if (base / entity / project / name / "collection.json").is_file():
+                    found.append(CollectionId(entity, project, name))
+    return sorted(found)
+
+
+def _subdirs(path: Path) -> list[str]:
+    try:
+        return sorted(e.name for e in os.scandir(path) if e.is_dir(follow_symlinks=False))
+    except FileNotFoundError:
+        return []

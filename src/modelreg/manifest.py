@@ -1,0 +1,242 @@
+"""Version manifests, link records and tombstones (SPEC §5), and path safety.
+
+Records are frozen dataclasses; reading one validates its schema and every path in it,
+so nothing downstream ever sees a manifest that could write outside its target.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import IntegrityError
+from .refs import NAME_RE, CollectionId
+
+FORMAT = 1
+HEX64 = re.compile(r"[0-9a-f]{64}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_DRIVE = re.compile(r"[A-Za-z]:")
+
+
+def path_problem(path: object) -> str | None:
+    """Why a manifest path is unsafe, or None when it is a plain relative POSIX path."""
+    if not isinstance(path, str) or not path:
+        return "is empty"
+    if _CONTROL.search(path):
+        return "contains a control character"
+    if "\\" in path:
+        return "contains a backslash"
+    if path.startswith("/"):
+        return "is absolute"
+    if _DRIVE.match(path):
+        return "has a drive prefix"
+    for part in path.split("/"):
+        if part == "":
+            return "has an empty part"
+        if part in (".", ".."):
+            return f"has a {part!r} part"
+        if part.lower() == ".modelreg":
+            return "has a .modelreg part"
+    return None
+
+
+def collision_key(path: str) -> str:
+    """Paths equal under this key clash on a case-insensitive or normalising filesystem."""
+    return unicodedata.normalize("NFC", path).casefold()
+
+
+def paths_problem(paths: list[str]) -> str | None:
+    """The first unsafe path or clash in a file list, as a message, else None."""
+    seen: dict[str, str] = {}
+    for path in paths:
+        problem = path_problem(path)
+        if problem:
+            return f"path {path!r} {problem}"
+        key = collision_key(path)
+        if key in seen:
+            other = seen[key]
+            return f"paths {other!r} and {path!r} " + ("are equal" if other == path else "differ only by case or normalisation")
+        seen[key] = path
+    # A file and a directory of the same name cannot both be written.
+    dirs = {key.rsplit("/", 1)[0] for key in seen if "/" in key}
+    expanded = set()
+    for d in dirs:
+        parts = d.split("/")
+        expanded.update("/".join(parts[: i + 1]) for i in range(len(parts)))
+    for key, path in seen.items():
+        if key in expanded:
+            return f"path {path!r} is both a file and a directory"
+    return None
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: str
+    digest: str
+    size: int
+    executable: bool
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "digest": self.digest, "size": self.size, "executable": self.executable}
+
+
+@dataclass(frozen=True)
+class VersionManifest:
+    artifact: CollectionId
+    version: int
+    digest: str
+    size: int
+    created: str
+    files: tuple[FileEntry, ...]
+    metadata: dict = field(default_factory=dict)
+    description: str = ""
+    inputs: tuple[dict, ...] = ()
+    producer: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "format": FORMAT,
+            "artifact": self.artifact.full,
+            "version": self.version,
+            "digest": self.digest,
+            "size": self.size,
+            "created": self.created,
+            "files": [f.to_json() for f in self.files],
+            "metadata": self.metadata,
+            "description": self.description,
+            "inputs": list(self.inputs),
+            "producer": self.producer,
+        }
+
+
+@dataclass(frozen=True)
+class LinkRecord:
+    version: int
+    source: CollectionId
+    source_version: int
+    source_digest: str
+    created: str
+    description: str = ""
+
+    def to_json(self) -> dict:
+        return {
+            "format": FORMAT,
+            "version": self.version,
+            "source": {
+                "entity": self.source.entity,
+                "project": self.source.project,
+                "name": self.source.name,
+                "version": self.source_version,
+            },
+            "source_digest": self.source_digest,
+            "created": self.created,
+            "description": self.description,
+        }
+
+
+@dataclass(frozen=True)
+class Tombstone:
+    version: int
+    digest: str
+    deleted: str
+
+    def to_json(self) -> dict:
+        return {"format": FORMAT, "version": self.version, "digest": self.digest, "deleted": self.deleted}
+
+
+Record = VersionManifest | LinkRecord | Tombstone
+
+
+def dumps(record: Record) -> bytes:
+    return (json.dumps(record.to_json(), indent=1, sort_keys=False, ensure_ascii=False) + "\n").encode()
+
+
+class _Checker:
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def fail(self, message: str) -> IntegrityError:
+        return IntegrityError(f"{self.where}: {message}", hint="run `modelreg fsck` to list every problem")
+
+    def get(self, data: dict, key: str, kind, optional=False, default=None):
+        if key not in data:
+            if optional:
+                return default
+            raise self.fail(f"missing {key!r}")
+        value = data[key]
+        if kind is int and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise self.fail(f"{key!r} is not a non-negative integer")
+        if kind is not int and not isinstance(value, kind):
+            raise self.fail(f"{key!r} has the wrong type")
+        return value
+
+    def digest(self, data: dict, key: str) -> str:
+        value = self.get(data, key, str)
+        if not HEX64.fullmatch(value):
+            raise self.fail(f"{key!r} is not a BLAKE3 hex digest")
+        return value
+
+
+def _collection_id(text: str, check: _Checker) -> CollectionId:
+    parts = text.split("/") if isinstance(text, str) else []
+    if len(parts) != 3 or not all(NAME_RE.fullmatch(p) for p in parts):
+        raise check.fail(f"bad collection name {text!r}")
+    return CollectionId(*parts)
+
+
+def parse_record(raw: bytes, where: str, expected_version: int | None = None) -> Record:
+    """Parse and validate a stored record; IntegrityError (exit 1) on anything wrong."""
+    check = _Checker(where)
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise check.fail("not valid JSON") from None
+    if not isinstance(data, dict):
+        raise check.fail("not a JSON object")
+    if data.get("format") != FORMAT:
+        raise check.fail(f"unknown format {data.get('format')!r}")
+    version = check.get(data, "version", int)
+    if expected_version is not None and version != expected_version:
+        raise check.fail(f"holds version {version}, expected {expected_version}")
+    if "deleted" in data:
+        return Tombstone(version, check.digest(data, "digest"), check.get(data, "deleted", str))
+    if "source" in data:
+        src = check.get(data, "source", dict)
+        parts = [check.get(src, k, str) for k in ("entity", "project", "name")]
+        source = _collection_id("/".join(parts), check)
+        return LinkRecord(
+            version=version,
+            source=source,
+            source_version=check.get(src, "version", int),
+            source_digest=check.digest(data, "source_digest"),
+            created=check.get(data, "created", str),
+            description=check.get(data, "description", str, optional=True, default=""),
+        )
+    files = []
+    for item in check.get(data, "files", list):
+        if not isinstance(item, dict):
+            raise check.fail("a file entry is not an object")
+        executable = check.get(item, "executable", bool, optional=True, default=False)
+        files.append(FileEntry(check.get(item, "path", str), check.digest(item, "digest"), check.get(item, "size", int), executable))
+    problem = paths_problem([f.path for f in files])
+    if problem:
+        raise check.fail(f"unsafe manifest: {problem}")
+    return VersionManifest(
+        artifact=_collection_id(check.get(data, "artifact", str), check),
+        version=version,
+        digest=check.digest(data, "digest"),
+        size=check.get(data, "size", int),
+        created=check.get(data, "created", str),
+        files=tuple(files),
+        metadata=check.get(data, "metadata", dict, optional=True, default={}),
+        description=check.get(data, "description", str, optional=True, default=""),
+        inputs=tuple(check.get(data, "inputs", list, optional=True, default=[])),
+        producer=check.get(data, "producer", dict, optional=True, default={}),
+    )
+
+
+def read_record(path: Path, expected_version: int | None = None) -> Record:
+    return parse_record(path.read_bytes(), str(path), expected_version)

@@ -1,0 +1,235 @@
+"""Putting a version's files on disk: reflink, copy, hardlink or symlink (SPEC §3 `pull`).
+
+Everything is checked before the first byte is written: unsafe paths, symlinked
+directories leading out of the target, and conflicting files. Each file is written as a
+`.modelreg-tmp-*` sibling and renamed into place, so an interrupted pull leaves either
+the old file or the new one, and the next pull sweeps up any temp file left behind.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from . import hashing
+from .config import PULL_MODES
+from .errors import Conflict, Error, IntegrityError, InvalidInput
+from .manifest import FileEntry, paths_problem
+from .store import Store, copy_fd, io_error, try_reflink
+
+TMP_PREFIX = ".modelreg-tmp-"
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+class Materializer:
+    def __init__(self, store: Store, target: Path, mode: str, force: bool, verify: bool | None, notify) -> None:
+        if mode not in PULL_MODES:
+            raise InvalidInput(f"invalid mode {mode!r}", hint="use one of " + ", ".join(PULL_MODES))
+        self.store = store
+        self.target = target
+        self.mode = mode
+        self.force = force
+        # Copies are verified unless --no-verify; links only with an explicit --verify.
+        self.verify_copy = verify is not False
+        self.verify_links = verify is True
+        self.notify = notify
+        self.umask = _umask()
+        self.reflinked = 0
+        self.copied_executables = 0
+
+    # -- checking --------------------------------------------------------------------
+
+    def check_parents(self, entry: FileEntry, real_root: str) -> None:
+        current = self.target
+        for part in entry.path.split("/")[:-1]:
+            current = current / part
+            try:
+                st = os.lstat(current)
+            except FileNotFoundError:
+                return
+            if stat.S_ISLNK(st.st_mode):
+                if not _inside(os.path.realpath(current), real_root):
+                    raise InvalidInput(f"refusing to write {entry.path}: {current} is a symlink leading outside {self.target}")
+                if not os.path.isdir(current):
+                    raise Conflict(f"{current} is in the way of {entry.path}: it is not a directory")
+            elif not stat.S_ISDIR(st.st_mode):
+                raise Conflict(f"{current} is in the way of {entry.path}: it is not a directory")
+
+    def same(self, entry: FileEntry, dest: Path, st: os.stat_result) -> bool:
+        blob = self.store.blob_path(entry.digest)
+        if stat.S_ISLNK(st.st_mode):
+            return os.readlink(dest) == str(blob)
+        if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size:
+            return False
+        try:
+            blob_st = os.stat(blob)
+            if (blob_st.st_dev, blob_st.st_ino) == (st.st_dev, st.st_ino):
+                return True
+        except FileNotFoundError:
+            pass
+        return hashing.hash_file(dest)[0] == entry.digest
+
+    def plan(self, files: list[FileEntry]) -> list[FileEntry]:
+        """The entries that need writing; raises before anything is written."""
+        problem = paths_problem([f.path for f in files])
+        if problem:
+            raise IntegrityError(f"refusing to pull: the stored manifest is unsafe: {problem}",
+                                 hint="run `modelreg fsck`")
+        if self.target.exists() and not self.target.is_dir():
+            raise Conflict(f"{self.target} exists and is not a directory")
+        real_root = os.path.realpath(self.target)
+        todo, conflicts = [], []
+        for entry in files:
+            self.check_parents(entry, real_root)
+            dest = self.target / entry.path
+            try:
+                st = os.lstat(dest)
+            except FileNotFoundError:
+                todo.append(entry)
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                raise Conflict(f"{dest} is a directory; the version has a file there")
+            if self.same(entry, dest, st):
+                if stat.S_ISREG(st.st_mode):
+                    self._fix_mode(entry, dest, st)
+                continue
+            conflicts.append(entry.path)
+            todo.append(entry)
+        if conflicts and not self.force:
+            shown = ", ".join(conflicts[:3]) + (f" and {len(conflicts) - 3} more" if len(conflicts) > 3 else "")
+            raise Conflict(f"{len(conflicts)} file(s) in {self.target} differ from the version: {shown}",
+                           hint="add --force to overwrite them")
+        return todo
+
+    def _fix_mode(self, entry: FileEntry, dest: Path, st: os.stat_result) -> None:
+        blob = self.store.blob_path(entry.digest)
+        try:
+            if os.path.samestat(os.stat(blob), st):
+                return  # a hard link to the blob: its mode belongs to the store
+        except FileNotFoundError:
+            pass
+        if bool(st.st_mode & stat.S_IXUSR) != entry.executable:
+            os.chmod(dest, self._file_mode(entry))
+
+    def _file_mode(self, entry: FileEntry) -> int:
+        return (0o777 if entry.executable else 0o666) & ~self.umask
+
+    # -- writing ---------------------------------------------------------------------
+
+    def sweep(self, files: list[FileEntry]) -> None:
+        """Remove temp files an earlier, killed pull left next to the files we write."""
+        for directory in {(self.target / f.path).parent for f in files}:
+            try:
+                names = os.listdir(directory)
+            except OSError:
+                continue
+            for name in names:
+                if name.startswith(TMP_PREFIX):
+                    try:
+                        os.unlink(directory / name)
+                    except OSError:
+                        pass
+
+    def write(self, entry: FileEntry) -> None:
+        dest = self.target / entry.path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.parent / f"{TMP_PREFIX}{secrets.token_hex(6)}"
+        blob = self.store.blob_path(entry.digest)
+        if not blob.is_file():
+            raise IntegrityError(f"blob {entry.digest[:12]} of {entry.path} is missing from the store",
+                                 hint="run `modelreg fsck`")
+        try:
+            mode = self.mode
+            if mode in ("hardlink", "symlink") and entry.executable:
+                self.copied_executables += 1
+                mode = "copy"
+            if mode in ("hardlink", "symlink") and self.verify_links:
+                self._check_blob(entry)
+            if mode == "hardlink":
+                try:
+                    os.link(blob, tmp)
+                except OSError as exc:
+                    if exc.errno == errno.EXDEV:
+                        raise Error(f"cannot hardlink {entry.path}: the registry is on another filesystem",
+                                    hint="use --mode copy") from None
+                    raise
+            elif mode == "symlink":
+                os.symlink(blob, tmp)
+            else:
+                self._copy(entry, blob, tmp, clone=mode in ("auto", "reflink"), must_clone=mode == "reflink")
+            os.replace(tmp, dest)
+        except BaseException as exc:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            if isinstance(exc, OSError):
+                raise io_error(exc, f"writing {dest}") from None
+            raise
+
+    def _check_blob(self, entry: FileEntry) -> None:
+        problem = self.store.verify(entry.digest, entry.size)
+        if problem:
+            raise IntegrityError(f"blob {entry.digest[:12]} of {entry.path} is corrupt: {problem}",
+                                 hint="run `modelreg fsck`")
+
+    def _copy(self, entry: FileEntry, blob: Path, tmp: Path, clone: bool, must_clone: bool) -> None:
+        src = os.open(blob, os.O_RDONLY)
+        try:
+            dst = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, self._file_mode(entry))
+            try:
+                if clone and try_reflink(src, dst):
+                    self.reflinked += 1
+                elif must_clone:
+                    raise Error(f"cannot reflink {entry.path}: this filesystem cannot clone files",
+                                hint="use --mode copy or --mode auto")
+                else:
+                    copy_fd(src, dst)
+                size = os.fstat(dst).st_size
+                if self.verify_copy:
+                    if size != entry.size or hashing.hash_fd(dst, size) != entry.digest:
+                        raise IntegrityError(f"blob {entry.digest[:12]} of {entry.path} is corrupt: its content does not match its digest",
+                                             hint="run `modelreg fsck`")
+                elif size != entry.size:
+                    raise IntegrityError(f"blob {entry.digest[:12]} of {entry.path} has size {size}, expected {entry.size}",
+                                         hint="run `modelreg fsck`")
+                os.fchmod(dst, self._file_mode(entry))
+            finally:
+                os.close(dst)
+        finally:
+            os.close(src)
+
+
+def materialize(store: Store, files: list[FileEntry], target: Path, *, mode: str = "auto", force: bool = False,
+                verify: bool | None = None, notify=None, on_progress=None) -> tuple[str, int]:
+    """Write `files` into `target`; returns (the mode used, the number of files written)."""
+    notify = notify or (lambda message: None)
+    job = Materializer(store, Path(target), mode, force, verify, notify)
+    todo = job.plan(files)
+    try:
+        job.target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise io_error(exc, f"creating {target}") from None
+    job.sweep(files)
+    for entry in todo:
+        job.write(entry)
+        if on_progress:
+            on_progress(entry.size)
+    if job.copied_executables:
+        notify(f"copied {job.copied_executables} executable file(s) instead of linking them: a shared blob's mode must not change")
+    used = mode
+    if mode == "auto":
+        used = "reflink" if job.reflinked and job.reflinked == len(todo) else "copy"
+    return used, len(todo)

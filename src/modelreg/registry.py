@@ -1,0 +1,821 @@
+"""The facade: one method per command. Returns values, raises typed errors, never prints."""
+
+from __future__ import annotations
+
+import fnmatch
+import getpass
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from . import manifest as mf
+from .collections import Collection, Summary, iter_collection_ids
+from .config import REGISTRY_DIR, Config, default_location, find_registry
+from .errors import Conflict, Error, InvalidInput, IntegrityError, NotFound
+from .locks import WriterRegistration
+from .records import (AliasResult, CollectionInfo, DiffResult, LogResult, PullResult, VersionInfo)
+from .refs import (DIGEST_PREFIX_RE, LATEST, VERSION_RE, CollectionId, Ref, format_ref, parse_collection,
+                   parse_ref, validate_alias, validate_name)
+from .scan import basename, scan
+from .store import Store, io_error
+from .util import now, replace_file
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry, no USER: still record something
+        return str(os.getuid())
+
+
+def check_metadata(metadata: object, what: str = "metadata") -> dict:
+    """Metadata must be a JSON object of finite numbers; NaN and Infinity are not JSON."""
+    if not isinstance(metadata, dict):
+        raise InvalidInput(f"{what} must be a JSON object")
+    try:
+        json.dumps(metadata, allow_nan=False)
+    except ValueError:
+        raise InvalidInput(f"{what} holds NaN or Infinity, which JSON cannot represent") from None
+    except TypeError as exc:
+        raise InvalidInput(f"{what} is not JSON-serialisable: {exc}") from None
+    return metadata
+
+
+def parse_metadata_value(text: str):
+    """`-m key=value`: JSON when it parses (and is finite), else the plain string."""
+    def reject(token):
+        raise InvalidInput(f"metadata value {text!r} is not a finite number")
+
+    try:
+        return json.loads(text, parse_constant=reject)
+    except InvalidInput:
+        raise
+    except ValueError:
+        return text
+
+
+def parse_metadata_items(items: list[str]) -> dict:
+    result = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise InvalidInput(f"invalid metadata {item!r}", hint="use -m KEY=VALUE")
+        result[key.strip()] = parse_metadata_value(value)
+    return result
+
+
+def load_meta_file(path: str | os.PathLike) -> dict:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read metadata file {path}: {exc.strerror}") from None
+    def reject(token):
+        raise InvalidInput(f"metadata file {path} holds {token}, which JSON cannot represent")
+    try:
+        data = json.loads(text, parse_constant=reject)
+    except ValueError as exc:
+        raise InvalidInput(f"metadata file {path} is not valid JSON: {exc}") from None
+    return check_metadata(data, f"metadata file {path}")
+
+
+def _git_info(cwd: str) -> dict | None:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
+        if commit.returncode != 0:
+            return None
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                                capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
+class Registry:
+    """A `.modelreg` directory. `notify(message)` receives notes meant for stderr."""
+
+    def __init__(self, path: Path, notify=None) -> None:
+        self.path = Path(path)
+        self.notify = notify or (lambda message: None)
+        self.config = Config.load(self.path / "config.toml")
+        self.entity = os.environ.get("MODELREG_ENTITY") or self.config.get("defaults.entity")
+        self.project = os.environ.get("MODELREG_PROJECT") or self.config.get("defaults.project")
+        validate_name(self.entity, "entity")
+        validate_name(self.project, "project")
+        self.fsync = bool(self.config.get("core.fsync"))
+        self.store = Store(self.path, fsync=self.fsync)
+
+    # -- opening ---------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, root: str | os.PathLike | None = None, notify=None) -> "Registry":
+        """The registry at `root` (or MODELREG_DIR), else the nearest .modelreg upward."""
+        return cls(find_registry(root), notify)
+
+    @classmethod
+    def init(cls, path: str | os.PathLike = ".", notify=None) -> "Registry":
+        """Create `path/.modelreg` (or `path` itself if it is named .modelreg); idempotent."""
+        target = Path(path).absolute()
+        if target.name != REGISTRY_DIR:
+            target = target / REGISTRY_DIR
+        return cls(_create_registry(target), notify)
+
+    @classmethod
+    def open_or_init(cls, root=None, notify=None) -> "Registry":
+        try:
+            return cls.open(root, notify)
+        except NotFound:
+            location = default_location(root)
+            if notify:
+                notify(f"created a new registry at {location}")
+            return cls(_create_registry(location), notify)
+
+    # -- refs ------------------------------------------------------------------------
+
+    def parse(self, text: str) -> Ref:
+        return parse_ref(text, self.entity, self.project)
+
+    def collection(self, cid: CollectionId) -> Collection:
+        return Collection(self.path, cid, self.fsync)
+
+    def existing(self, cid: CollectionId) -> Collection:
+        coll = self.collection(cid)
+        if not coll.exists():
+            raise NotFound(f"no collection named {cid.short(self.entity, self.project)!r}",
+                           hint="`modelreg ls` lists what there is")
+        return coll
+
+    def short(self, cid: CollectionId, number: int | None = None) -> str:
+        name = cid.short(self.entity, self.project)
+        return name if number is None else f"{name}:v{number}"
+
+    def _short_full_ref(self, full: str) -> str:
+        """Shorten a stored `entity/project/name:vN` for display."""
+        head, _, selector = full.partition(":")
+        parts = head.split("/")
+        if len(parts) != 3:
+            return full
+        return f"{CollectionId(*parts).short(self.entity, self.project)}:{selector}"
+
+    def _select(self, coll: Collection, selector: str | None) -> int:
+        """The version number a selector names in `coll`: vN, then alias, then digest prefix."""
+        label = self.short(coll.id)
+        summaries = coll.summaries()
+        live = [s for s in summaries if not s.deleted]
+        if selector is None or selector == LATEST:
+            if not live:
+                raise NotFound(f"{label} has no versions")
+            return live[-1].version
+        match = VERSION_RE.fullmatch(selector)
+        if match:
+            number = int(match.group(1))
+            for s in summaries:
+                if s.version == number:
+                    if s.deleted:
+                        raise NotFound(f"{label}:v{number} was deleted")
+                    return number
+            raise NotFound(f"{label}:v{number} does not exist")
+        aliases = coll.aliases()
+        if selector in aliases:
+            return aliases[selector]
+        if DIGEST_PREFIX_RE.fullmatch(selector):
+            hits = [s.version for s in live if s.digest.startswith(selector)]
+            if len(hits) > 1:
+                raise InvalidInput(f"digest prefix {selector!r} is ambiguous in {label}: " + ", ".join(f"v{h}" for h in hits),
+                                   hint="give more digits")
+            if hits:
+                return hits[0]
+        raise NotFound(f"{label} has no version or alias {selector!r}")
+
+    def _locate(self, text: str):
+        """(collection, number, record) for a ref; a link's own record, not its source."""
+        ref = self.parse(text)
+        coll = self.existing(ref.collection)
+        number = self._select(coll, ref.selector)
+        record = coll.read(number)
+        if isinstance(record, mf.Tombstone):
+            raise NotFound(f"{self.short(coll.id, number)} was deleted")
+        return coll, number, record
+
+    def _source(self, link: mf.LinkRecord) -> mf.VersionManifest | None:
+        """The artifact version a link points at, or None when the link is dangling."""
+        coll = self.collection(link.source)
+        try:
+            record = coll.read(link.source_version)
+        except NotFound:
+            return None
+        if not isinstance(record, mf.VersionManifest) or record.digest != link.source_digest:
+            return None
+        return record
+
+    def _content(self, text: str):
+        """(collection, number, record, manifest) following a link to its source; dangling -> NotFound."""
+        coll, number, record = self._locate(text)
+        if isinstance(record, mf.LinkRecord):
+            source = self._source(record)
+            if source is None:
+                raise NotFound(f"{self.short(coll.id, number)} is a dangling link: "
+                               f"{self.short(record.source, record.source_version)} was deleted")
+            return coll, number, record, source
+        return coll, number, record, record
+
+    def resolve(self, text: str) -> mf.VersionManifest:
+        """The artifact version manifest a ref names (through a link)."""
+        return self._content(text)[3]
+
+    # -- log -------------------------------------------------------------------------
+
+    def log(self, paths, name: str | None = None, *, aliases=(), metadata: dict | None = None,
+            description: str = "", run: str | None = None, inputs=(), exclude=(), force: bool = False,
+            reason: str | None = None, on_progress=None) -> LogResult:
+        paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+        if len(paths) > 1 and not name:
+            raise InvalidInput("several paths need a name", hint="add -n NAME")
+        if name is None:
+            if not paths:
+                raise InvalidInput("nothing to log")
+            name = basename(Path(paths[0]))
+        if ":" in name:
+            raise InvalidInput(f"invalid name {name!r}: a name for log takes no selector")
+        cid = parse_collection(name, self.entity, self.project)
+        aliases = _unique([validate_alias(a) for a in aliases])
+        metadata = check_metadata(dict(metadata or {}))
+        input_records = [self._input(text) for text in inputs]
+        files = scan(paths, exclude, self.notify)
+        coll = self.collection(cid)
+        if coll.exists() and coll.kind != "artifact":
+            coll.ensure("artifact")  # raises the clash
+        with self._writer():
+            stored = self.store.ingest([f.source for f in files], on_file=on_progress)
+            entries = tuple(mf.FileEntry(f.path, digest, size, f.executable)
+                            for f, (digest, size) in zip(files, stored))
+            from .hashing import version_digest
+            digest = version_digest([(e.path, e.digest, e.size, e.executable) for e in entries])
+            coll.ensure("artifact")
+            producer = self._producer(run)
+            with coll.lock(self._on_break(coll)):
+                for s in coll.live():
+                    if s.digest == digest:
+                        self.notify(f"content unchanged: {self.short(cid, s.version)} already holds these files")
+                        self._apply_aliases(coll, s.version, aliases, force, reason, expect=None)
+                        return self._log_result(coll, s.version, digest, new=False)
+                current = coll.aliases()
+                self._check_alias_changes(coll, current, None, aliases, force, expect=None)
+                created = now()
+                number = coll.publish(lambda n: mf.VersionManifest(
+                    artifact=cid, version=n, digest=digest, size=sum(e.size for e in entries), created=created,
+                    files=entries, metadata=metadata, description=description or "", inputs=tuple(input_records),
+                    producer={**producer, "time": created}))
+                events = [self._event("logged", version=number, digest=digest, reason=reason)]
+                events += self._alias_events(coll, current, number, aliases, reason)
+                coll.append_history(events)
+        return self._log_result(coll, number, digest, new=True)
+
+    def _writer(self):
+        return WriterRegistration(self.path / "locks")
+
+    def _on_break(self, coll: Collection):
+        def note(record: dict) -> None:
+            self.notify(f"broke a stale lock on {self.short(coll.id)} held by pid {record.get('pid', '?')} on {record.get('host', '?')}")
+            try:
+                coll.append_history([self._event("lock-broken", holder=record)])
+            except OSError:
+                pass
+        return note
+
+    def _input(self, text: str) -> dict:
+        coll, number, record, source = self._content(text)
+        return {"ref": f"{source.artifact.full}:v{source.version}", "digest": source.digest}
+
+    def _producer(self, run: str | None) -> dict:
+        cwd = os.getcwd()
+        producer = {
+            "user": _user(),
+            "host": socket.gethostname(),
+            "cwd": cwd,
+            "command": list(sys.argv),
+        }
+        git = _git_info(cwd)
+        if git:
+            producer["git"] = git
+        if run is not None:
+            producer["run"] = run
+        return producer
+
+    def _event(self, event: str, **fields) -> dict:
+        data = {"time": now(), "event": event, "user": _user()}
+        data.update({k: v for k, v in fields.items() if v is not None})
+        return data
+
+    def _log_result(self, coll: Collection, number: int, digest: str, new: bool, source: str | None = None) -> LogResult:
+        aliases = tuple(a for a, n in coll.aliases().items() if n == number)
+        if coll.latest() == number:
+            aliases = tuple(sorted((*aliases, LATEST)))
+        return LogResult(self.short(coll.id, number), self.short(coll.id), coll.id.entity, coll.id.project,
+                         number, digest, aliases, new, source)
+
+    # -- aliases ---------------------------------------------------------------------
+
+    def _protected(self) -> list[str]:
+        return list(self.config.get("aliases.protected"))
+
+    def _check_alias_changes(self, coll: Collection, current: dict, number: int | None, aliases, force: bool,
+                             expect: int | None | str) -> None:
+        """Refuse (before anything changes) what setting `aliases` on `number` may not do.
+
+        `number` None means a version about to be created. `expect` is the "ref"-less
+        compare-and-swap target: a number, "none" for unset, or None for no check.
+        """
+        folded = {a.casefold(): a for a in current}
+        protected = self._protected()
+        for alias in aliases:
+            other = folded.get(alias.casefold())
+            if other is not None and other != alias:
+                raise Conflict(f"alias {alias!r} clashes with existing alias {other!r} of {self.short(coll.id)}",
+                               hint="aliases of one collection may not differ only by case")
+            if expect is not None:
+                actual = current.get(alias)
+                if (expect == "none" and actual is not None) or (expect != "none" and actual != expect):
+                    now_at = "unset" if actual is None else f"v{actual}"
+                    want = "unset" if expect == "none" else f"v{expect}"
+                    raise Conflict(f"alias {alias!r} of {self.short(coll.id)} is {now_at}, expected {want}",
+                                   hint="someone else moved it; look at `modelreg history` and try again")
+            moving = alias in current and current[alias] != number
+            if moving and alias in protected and not force:
+                raise Conflict(f"alias {alias!r} is protected; moving it from {self.short(coll.id, current[alias])} needs --force",
+                               hint="add --force (and --reason TEXT to record why)")
+
+    def _alias_events(self, coll: Collection, current: dict, number: int, aliases, reason) -> list[dict]:
+        events = []
+        for alias in aliases:
+            before = current.get(alias)
+            if before == number:
+                continue
+            coll.set_alias(alias, number)
+            if before is None:
+                events.append(self._event("alias-set", alias=alias, version=number, to=number, reason=reason))
+            else:
+                events.append(self._event("alias-moved", alias=alias, version=number, to=number, reason=reason,
+                                          **{"from": before}))
+        return events
+
+    def _apply_aliases(self, coll: Collection, number: int, aliases, force, reason, expect) -> list[str]:
+        """Check all, then set all, then record; caller holds the collection lock."""
+        current = coll.aliases()
+        self._check_alias_changes(coll, current, number, aliases, force, expect)
+        events = self._alias_events(coll, current, number, aliases, reason)
+        coll.append_history(events)
+        return [e["alias"] for e in events]
+
+    def _expect_number(self, coll: Collection, expect: str | None):
+        if expect is None:
+            return None
+        if expect == "none":
+            return "none"
+        return self._select(coll, expect)
+
+    def alias(self, ref: str, aliases, *, expect: str | None = None, force: bool = False,
+              reason: str | None = None) -> AliasResult:
+        """Point each alias at REF's version in REF's collection, all or none."""
+        aliases = _unique([validate_alias(a) for a in (aliases if not isinstance(aliases, str) else [aliases])])
+        if not aliases:
+            raise InvalidInput("no alias given")
+        parsed = self.parse(ref)
+        coll = self.existing(parsed.collection)
+        with coll.lock(self._on_break(coll)):
+            number = self._select(coll, parsed.selector)
+            if isinstance(coll.read(number), mf.Tombstone):
+                raise NotFound(f"{self.short(coll.id, number)} was deleted")
+            changed = self._apply_aliases(coll, number, aliases, force, reason, self._expect_number(coll, expect))
+        return AliasResult(self.short(coll.id, number), self._aliases_of(coll, number), tuple(changed))
+
+    def unalias(self, ref: str, aliases, *, force: bool = False, reason: str | None = None) -> list[str]:
+        """Remove aliases; a bare name means wherever they point, `name:sel` must match."""
+        aliases = _unique([validate_alias(a) for a in (aliases if not isinstance(aliases, str) else [aliases])])
+        if not aliases:
+            raise InvalidInput("no alias given")
+        parsed = self.parse(ref)
+        coll = self.existing(parsed.collection)
+        protected = self._protected()
+        with coll.lock(self._on_break(coll)):
+            current = coll.aliases()
+            number = self._select(coll, parsed.selector) if parsed.selector is not None else None
+            for alias in aliases:
+                if alias not in current:
+                    raise NotFound(f"alias {alias!r} is not set in {self.short(coll.id)}")
+                if number is not None and current[alias] != number:
+                    raise Conflict(f"alias {alias!r} points at {self.short(coll.id, current[alias])}, not v{number}")
+                if alias in protected and not force:
+                    raise Conflict(f"alias {alias!r} is protected; removing it needs --force",
+                                   hint="add --force (and --reason TEXT to record why)")
+            events = []
+            for alias in aliases:
+                coll.remove_alias(alias)
+                events.append(self._event("alias-removed", alias=alias, version=current[alias], reason=reason,
+                                          **{"from": current[alias]}))
+            coll.append_history(events)
+        return aliases
+
+    def _aliases_of(self, coll: Collection, number: int) -> tuple[str, ...]:
+        names = [a for a, n in coll.aliases().items() if n == number]
+        if coll.latest() == number:
+            names.append(LATEST)
+        return tuple(sorted(names))
+
+    # -- link ------------------------------------------------------------------------
+
+    def link(self, ref: str, registered: str, *, aliases=(), description: str = "", force: bool = False,
+             reason: str | None = None) -> LogResult:
+        aliases = _unique([validate_alias(a) for a in aliases])
+        if ":" in registered:
+            raise InvalidInput(f"invalid registered model {registered!r}: it takes no selector")
+        target_id = parse_collection(registered, self.entity, self.project)
+        _, _, _, source = self._content(ref)
+        source_ref = f"{source.artifact.full}:v{source.version}"
+        target = self.collection(target_id)
+        target.ensure("registered")
+        with target.lock(self._on_break(target)):
+            for s in target.live():
+                if s.source and s.source["version"] == source.version and s.digest == source.digest and \
+                        CollectionId(s.source["entity"], s.source["project"], s.source["name"]) == source.artifact:
+                    self._apply_aliases(target, s.version, aliases, force, reason, expect=None)
+                    return self._log_result(target, s.version, source.digest, new=False,
+                                            source=self.short(source.artifact, source.version))
+            current = target.aliases()
+            self._check_alias_changes(target, current, None, aliases, force, expect=None)
+            created = now()
+            number = target.publish(lambda n: mf.LinkRecord(n, source.artifact, source.version, source.digest,
+                                                            created, description or ""))
+            events = [self._event("linked", version=number, source=source_ref, digest=source.digest, reason=reason)]
+            events += self._alias_events(target, current, number, aliases, reason)
+            target.append_history(events)
+        return self._log_result(target, number, source.digest, new=True, source=self.short(source.artifact, source.version))
+
+    def links_to(self, cid: CollectionId, number: int) -> list[str]:
+        """Refs of the links (in any registered model) whose source is cid:vN."""
+        found = []
+        for other in iter_collection_ids(self.path):
+            coll = self.collection(other)
+            try:
+                if coll.kind != "registered":
+                    continue
+                summaries = coll.live()
+            except Error:
+                continue
+            for s in summaries:
+                src = s.source or {}
+                if src.get("version") == number and (src.get("entity"), src.get("project"), src.get("name")) == \
+                        (cid.entity, cid.project, cid.name):
+                    found.append(self.short(other, s.version))
+        return found
+
+    # -- reading ---------------------------------------------------------------------
+
+    def show(self, ref: str) -> VersionInfo:
+        coll, number, record = self._locate(ref)
+        aliases = self._aliases_of(coll, number)
+        base = dict(ref=self.short(coll.id, number), collection=self.short(coll.id), entity=coll.id.entity,
+                    project=coll.id.project, kind=coll.kind, version=number, aliases=aliases)
+        if isinstance(record, mf.LinkRecord):
+            source = self._source(record)
+            source_ref = self.short(record.source, record.source_version)
+            if source is None:
+                return VersionInfo(**base, digest=record.source_digest, size=0, created=record.created, metadata={},
+                                   description=record.description, source=source_ref, dangling=True)
+            return VersionInfo(**base, digest=source.digest, size=source.size, created=record.created,
+                               metadata=source.metadata, description=record.description or source.description,
+                               inputs=self._inputs_view(source.inputs), producer=source.producer,
+                               files=source.files, file_count=len(source.files),
+                               links=tuple(self.links_to(source.artifact, source.version)), source=source_ref)
+        return VersionInfo(**base, digest=record.digest, size=record.size, created=record.created,
+                           metadata=record.metadata, description=record.description,
+                           inputs=self._inputs_view(record.inputs), producer=record.producer, files=record.files,
+                           file_count=len(record.files), links=tuple(self.links_to(coll.id, number)))
+
+    def _inputs_view(self, inputs) -> tuple[dict, ...]:
+        return tuple({**item, "ref": self._short_full_ref(str(item.get("ref", "")))} for item in inputs)
+
+    def files(self, ref: str) -> tuple[mf.FileEntry, ...]:
+        return self.resolve(ref).files
+
+    def versions(self, name: str, *, sort: str | None = None, where=()) -> list[VersionInfo]:
+        """The live versions of a collection (what `ls NAME` lists), read from summaries only."""
+        parsed = self.parse(name)
+        if parsed.selector is not None:
+            raise InvalidInput(f"{name!r} names a version, not a collection")
+        coll = self.existing(parsed.collection)
+        summaries = coll.live()
+        aliases = coll.aliases()
+        latest = summaries[-1].version if summaries else None
+        by_number: dict[int, list[str]] = {}
+        for alias, number in aliases.items():
+            by_number.setdefault(number, []).append(alias)
+        backlinks = self._backlinks(coll.id) if coll.kind == "artifact" else {}
+        rows = []
+        for s in summaries:
+            names = by_number.get(s.version, []) + ([LATEST] if s.version == latest else [])
+            base = dict(ref=self.short(coll.id, s.version), collection=self.short(coll.id), entity=coll.id.entity,
+                        project=coll.id.project, kind=coll.kind, version=s.version, aliases=tuple(sorted(names)),
+                        created=s.created)
+            if s.source is not None:
+                src_id = CollectionId(s.source["entity"], s.source["project"], s.source["name"])
+                src = self._summary(src_id, s.source["version"])
+                dangling = src is None or src.digest != s.digest
+                rows.append(VersionInfo(**base, digest=s.digest, size=0 if dangling else src.size,
+                                        metadata={} if dangling else (src.metadata or {}),
+                                        file_count=0 if dangling else src.files,
+                                        source=self.short(src_id, s.source["version"]), dangling=dangling))
+            else:
+                rows.append(VersionInfo(**base, digest=s.digest, size=s.size, metadata=s.metadata or {},
+                                        file_count=s.files, links=tuple(backlinks.get(s.version, ()))))
+        rows = _filter(rows, where)
+        return _sort(rows, sort)
+
+    def _summary(self, cid: CollectionId, number: int) -> Summary | None:
+        coll = self.collection(cid)
+        try:
+            if not coll.exists():
+                return None
+            for s in coll.summaries():
+                if s.version == number:
+                    return None if s.deleted else s
+        except Error:
+            return None
+        return None
+
+    def _backlinks(self, cid: CollectionId) -> dict[int, list[str]]:
+        found: dict[int, list[str]] = {}
+        for other in iter_collection_ids(self.path):
+            coll = self.collection(other)
+            try:
+                if coll.kind != "registered":
+                    continue
+                summaries = coll.live()
+            except Error:
+                continue
+            for s in summaries:
+                src = s.source or {}
+                if (src.get("entity"), src.get("project"), src.get("name")) == (cid.entity, cid.project, cid.name):
+                    found.setdefault(src["version"], []).append(self.short(other, s.version))
+        return found
+
+    def collections(self, project: str | None = None, *, kind: str | None = None) -> list[CollectionInfo]:
+        """Every collection (what `ls` lists); `project` is `project` or `entity/project`."""
+        scope = None
+        if project is not None:
+            parts = project.strip("/").split("/")
+            if len(parts) == 1:
+                scope = (self.entity, validate_name(parts[0], "project"))
+            elif len(parts) == 2:
+                scope = (validate_name(parts[0], "entity"), validate_name(parts[1], "project"))
+            else:
+                raise InvalidInput(f"invalid project {project!r}", hint="use PROJECT/ or ENTITY/PROJECT/")
+        if kind not in (None, "artifact", "registered"):
+            raise InvalidInput(f"invalid kind {kind!r}", hint="use artifact or registered")
+        result = []
+        for cid in iter_collection_ids(self.path):
+            if scope and (cid.entity, cid.project) != scope:
+                continue
+            coll = self.collection(cid)
+            if kind and coll.kind != kind:
+                continue
+            summaries = coll.summaries()
+            live = [s for s in summaries if not s.deleted]
+            if not live and summaries and all(s.deleted for s in summaries):
+                history = coll.history()
+                if history and history[-1].get("event") == "collection-deleted":
+                    continue
+            size = sum(s.size for s in live)
+            if coll.kind == "registered":
+                size = 0
+                for s in live:
+                    src = self._summary(CollectionId(s.source["entity"], s.source["project"], s.source["name"]),
+                                        s.source["version"]) if s.source else None
+                    size += src.size if src and src.digest == s.digest else 0
+            times = [s.created for s in summaries] + [coll.info.get("created", "")]
+            history = coll.history()
+            if history:
+                times.append(str(history[-1].get("time", "")))
+            result.append(CollectionInfo(cid.name, cid.entity, cid.project, coll.kind, len(live),
+                                         live[-1].version if live else None, coll.aliases(), size, max(times),
+                                         display=self.short(cid)))
+        if scope and not result and not (self.path / "collections" / scope[0] / scope[1]).is_dir():
+            raise NotFound(f"no project {scope[0]}/{scope[1]}")
+        return result
+
+    def history(self, ref: str) -> list[dict]:
+        parsed = self.parse(ref)
+        coll = self.existing(parsed.collection)
+        events = coll.history()
+        if parsed.selector is not None:
+            match = VERSION_RE.fullmatch(parsed.selector)
+            if match:
+                number = int(match.group(1))
+                events = [e for e in events if e.get("version") == number and "alias" not in e or e.get("to") == number]
+            else:
+                events = [e for e in events if e.get("alias") == parsed.selector]
+        shown = []
+        for event in events:
+            item = {k: v for k, v in event.items() if k != "holder"}
+            if isinstance(item.get("source"), str):
+                item["source"] = self._short_full_ref(item["source"])
+            shown.append(item)
+        return shown
+
+    def diff(self, a: str, b: str) -> DiffResult:
+        left, right = self.resolve(a), self.resolve(b)
+        lf = {f.path: f for f in left.files}
+        rf = {f.path: f for f in right.files}
+        added = tuple(sorted(set(rf) - set(lf)))
+        removed = tuple(sorted(set(lf) - set(rf)))
+        changed = tuple(sorted(p for p in set(lf) & set(rf)
+                               if (lf[p].digest, lf[p].executable) != (rf[p].digest, rf[p].executable)))
+        meta = {}
+        for key in sorted(set(left.metadata) | set(right.metadata)):
+            old, new = left.metadata.get(key), right.metadata.get(key)
+            if old != new or (key in left.metadata) != (key in right.metadata):
+                meta[key] = (old, new)
+        return DiffResult(added, removed, changed, meta)
+
+    # -- rm --------------------------------------------------------------------------
+
+    def rm(self, ref: str, *, all: bool = False, force: bool = False, reason: str | None = None) -> list[str]:
+        """Delete a version (or every version with all=True), leaving tombstones."""
+        parsed = self.parse(ref)
+        coll = self.existing(parsed.collection)
+        if all and parsed.selector is not None:
+            raise InvalidInput("--all takes a collection name, not a version", hint=f"use `modelreg rm {parsed.name} --all`")
+        deleted = []
+        with coll.lock(self._on_break(coll)):
+            numbers = [s.version for s in coll.live()] if all else [self._select(coll, parsed.selector)]
+            aliases = coll.aliases()
+            records = {n: coll.read(n) for n in numbers}
+            holders = {n: sorted(a for a, v in aliases.items() if v == n) for n in numbers}
+            linked = {n: self.links_to(coll.id, n) if coll.kind == "artifact" else [] for n in numbers}
+            if not force:
+                for n in numbers:
+                    if holders[n]:
+                        raise Conflict(f"{self.short(coll.id, n)} holds alias {', '.join(holders[n])}",
+                                       hint="move the alias first, or add --force to delete it with the version")
+                    if linked[n]:
+                        raise Conflict(f"{self.short(coll.id, n)} is linked from {', '.join(linked[n])}",
+                                       hint="add --force to delete it anyway; its links will dangle")
+            events = []
+            for n in numbers:
+                for alias in holders[n]:
+                    coll.remove_alias(alias)
+                    events.append(self._event("alias-removed", alias=alias, version=n, reason=reason, **{"from": n}))
+                record = records[n]
+                if isinstance(record, mf.Tombstone):
+                    continue
+                digest = record.source_digest if isinstance(record, mf.LinkRecord) else record.digest
+                coll.replace_record(mf.Tombstone(n, digest, now()))
+                events.append(self._event("deleted", version=n, reason=reason))
+                deleted.append(self.short(coll.id, n))
+            if all:
+                events.append(self._event("collection-deleted", reason=reason))
+            coll.append_history(events)
+        return deleted
+
+    # -- pull ------------------------------------------------------------------------
+
+    def pull(self, ref: str, out: str | os.PathLike | None = None, *, mode: str | None = None, files=(),
+             force: bool = False, verify: bool | None = None, on_progress=None) -> PullResult:
+        from .materialize import materialize
+
+        coll, number, record, source = self._content(ref)
+        mode = mode or self.config.get("pull.mode")
+        target = Path(out) if out is not None else Path.cwd() / f"{coll.id.name}-v{number}"
+        selected = list(source.files)
+        if files:
+            patterns = list(files)
+            for pattern in patterns:
+                if not any(fnmatch.fnmatchcase(f.path, pattern) for f in source.files):
+                    raise NotFound(f"no file in {self.short(coll.id, number)} matches {pattern!r}")
+            selected = [f for f in source.files if any(fnmatch.fnmatchcase(f.path, p) for p in patterns)]
+        used, written = materialize(self.store, selected, target, mode=mode, force=force, verify=verify,
+                                    notify=self.notify, on_progress=on_progress)
+        return PullResult(self.short(coll.id, number), str(target), len(selected), sum(f.size for f in selected),
+                          used, written)
+
+    # -- config ----------------------------------------------------------------------
+
+    def config_set(self, key: str, value) -> None:
+        self.config.set(key, value)
+        self._save_config()
+
+    def config_unset(self, key: str) -> bool:
+        removed = self.config.unset(key)
+        if removed:
+            self._save_config()
+        return removed
+
+    def _save_config(self) -> None:
+        try:
+            replace_file(self.path / "tmp", self.config.path, self.config.dumps(), self.fsync)
+        except OSError as exc:
+            raise io_error(exc, "writing the config") from None
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def _field_value(row: VersionInfo, field: str):
+    if field.startswith("metadata."):
+        return row.metadata.get(field[len("metadata."):], _MISSING)
+    return getattr(row, field)
+
+
+_MISSING = object()
+SORT_FIELDS = ("version", "created", "size")
+
+
+def _sort(rows: list[VersionInfo], sort: str | None) -> list[VersionInfo]:
+    if not sort:
+        return rows
+    descending = sort.startswith("-")
+    field = sort.lstrip("-")
+    if field not in SORT_FIELDS and not (field.startswith("metadata.") and len(field) > len("metadata.")):
+        raise InvalidInput(f"cannot sort by {field!r}", hint="sort by version, created, size or metadata.KEY")
+
+    def key(row: VersionInfo):
+        value = _field_value(row, field)
+        if value is _MISSING or value is None:
+            return (1, 0, "")
+        if isinstance(value, bool):
+            return (0, 0, int(value))
+        if isinstance(value, (int, float)):
+            return (0, 0, value)
+        return (0, 1, json.dumps(value, sort_keys=True) if not isinstance(value, str) else value)
+
+    present = [r for r in rows if key(r)[0] == 0]
+    missing = [r for r in rows if key(r)[0] == 1]
+    try:
+        present.sort(key=key, reverse=descending)
+    except TypeError:
+        present.sort(key=lambda r: str(key(r)), reverse=descending)
+    return present + missing  # rows without the field come last either way
+
+
+def _matches(value, wanted, text: str) -> bool:
+    """`--where` equality: VALUE as JSON when it parses, else as a string; True is not 1."""
+    if isinstance(value, str) and value == text:
+        return True
+    if isinstance(value, bool) or isinstance(wanted, bool):
+        return type(value) is type(wanted) and value == wanted
+    return value == wanted
+
+
+def _filter(rows: list[VersionInfo], where) -> list[VersionInfo]:
+    for clause in where:
+        field, eq, text = clause.partition("=")
+        if not eq or not field.startswith("metadata.") or len(field) <= len("metadata."):
+            raise InvalidInput(f"invalid filter {clause!r}", hint="use --where metadata.KEY=VALUE")
+        try:
+            wanted = json.loads(text)
+        except ValueError:
+            wanted = text
+        key = field[len("metadata."):]
+        rows = [r for r in rows if key in r.metadata and _matches(r.metadata[key], wanted, text)]
+    return rows
+
+
+def _create_registry(target: Path) -> Path:
+    """Create a registry atomically: build it beside `target`, then rename into place."""
+    if (target / "config.toml").is_file():
+        return target
+    parent = target.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        if target.is_dir():
+            _populate(target)  # an empty .modelreg made by hand: fill it in place
+            return target
+        staging = parent / f".modelreg-init-{os.getpid()}-{os.urandom(4).hex()}"
+        staging.mkdir()
+        try:
+            _populate(staging)
+            try:
+                os.rename(staging, target)
+            except OSError:
+                if not (target / "config.toml").is_file():
+                    raise
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+    except OSError as exc:
+        raise io_error(exc, f"creating a registry at {target}") from None
+    return target
+
+
+def _populate(path: Path) -> None:
+    for sub in ("objects", "tmp", "locks/writers", "collections"):
+        (path / sub).mkdir(parents=True, exist_ok=True)
+    config = path / "config.toml"
+    if not config.exists():
+        tmp = path / "tmp" / "config.toml"
+        tmp.write_bytes(Config(config, {}).dumps())
+        os.replace(tmp, config)

@@ -1,0 +1,65 @@
+"""Small shared pieces: times, atomic file writes."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import datetime, timezone
+from pathlib import Path
+
+
+def now() -> str:
+    """RFC 3339 UTC with microseconds, sortable as text."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def write_temp(tmp_dir: Path, data: bytes, fsync: bool, prefix: str = "rec") -> Path:
+    """A fully written (and, with fsync, durable) temp file, ready to be linked or renamed."""
+    path = tmp_dir / f"{prefix}-{os.getpid()}-{secrets.token_hex(6)}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if fsync:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    return path
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_file(tmp_dir: Path, final: Path, data: bytes, fsync: bool) -> None:
+    """Atomically replace `final` with `data` (temp file, fsync, rename, fsync dir)."""
+    tmp = write_temp(tmp_dir, data, fsync)
+    try:
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if fsync:
+        fsync_dir(final.parent)
+
+
+def create_file(tmp_dir: Path, final: Path, data: bytes, fsync: bool) -> bool:
+    """Publish `data` at `final` only if nothing is there yet (link(2)); False on EEXIST."""
+    tmp = write_temp(tmp_dir, data, fsync)
+    try:
+        os.link(tmp, final)
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+    if fsync:
+        fsync_dir(final.parent)
+    return True
