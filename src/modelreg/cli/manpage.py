@@ -224,19 +224,33 @@ _SENTENCE_END = re.compile(r"(?<=[a-z0-9)\]`][.!?]) +(?=[A-Z`*(])")
 
 
 def _text_lines(text: str) -> list[str]:
-    return [_line(inline(s)) for s in _SENTENCE_END.split(_unwrap(text).strip())]
+    text = _unwrap(text).strip()
+    pieces, start = [], 0
+    for m in _SENTENCE_END.finditer(text):
+        if text.count("`", 0, m.start()) % 2 == 0:  # not inside a `code` span
+            pieces.append(text[start : m.start()])
+            start = m.end()
+    pieces.append(text[start:])
+    return [_line(inline(p)) for p in pieces]
 
 
 def prose_to_roff(text: str | None) -> list[str]:
-    """Render hand-written prose: blank-line paragraphs; a paragraph of `- ` lines is
-    a bullet list; a paragraph indented by 4 spaces is a literal block; a paragraph
-    of `TERM` + indented text lines is a definition list (TERM ends with `::`)."""
+    """Render hand-written prose, a small subset of Markdown.
+
+    Paragraphs are separated by blank lines. A paragraph that is one `## Title` line
+    is a subsection; one whose lines all start with 4 spaces is a literal block; one
+    of `- ` items is a bullet list; one whose first line ends in `::` is a list of
+    terms (a `TERM::` line, then its indented text). Inline: `code` is bold,
+    `page(1)` a page reference, *METAVAR* italic.
+    """
     out: list[str] = []
     for para in re.split(r"\n\s*\n", inspect.cleandoc(text or "")):
         if not para.strip():
             continue
         lines = para.split("\n")
-        if all(ln.startswith("    ") or not ln.strip() for ln in lines):
+        if len(lines) == 1 and para.startswith("## "):
+            out.append(".SS " + _arg(inline(para[3:].strip())))
+        elif all(ln.startswith("    ") or not ln.strip() for ln in lines):
             out += _literal(inspect.cleandoc("\n" + para).split("\n"))
         elif lines[0].startswith("- "):
             for item in re.split(r"\n(?=- )", para):
@@ -246,7 +260,7 @@ def prose_to_roff(text: str | None) -> list[str]:
             out += _definitions(lines)
         else:
             out += [".PP", *_text_lines(para)]
-    return _tidy(out)
+    return out
 
 
 def _definitions(lines: list[str]) -> list[str]:
@@ -267,14 +281,17 @@ def _literal(lines: list[str]) -> list[str]:
 
 
 def _tidy(lines: list[str]) -> list[str]:
-    """Drop paragraph macros that do nothing (leading, doubled, or trailing)."""
+    """Drop paragraph breaks that do nothing: after a heading, before a heading or a
+    list item, doubled, or last."""
     out: list[str] = []
-    for ln in lines:
-        if ln == ".PP" and (not out or out[-1] == ".PP" or out[-1].startswith(".SH")):
-            continue
+    for i, ln in enumerate(lines):
+        if ln == ".PP":
+            after = lines[i + 1] if i + 1 < len(lines) else ".SH"
+            if (out and out[-1].startswith((".SH", ".SS", ".PP"))) or after.startswith(
+                (".SH", ".SS", ".PP", ".TP", ".IP")
+            ):
+                continue
         out.append(ln)
-    while out and out[-1] == ".PP":
-        out.pop()
     return out
 
 
@@ -429,7 +446,7 @@ def _command_page(
         description += [".PP", *_text_lines("Subcommands:")]
         for words, leaf in leaves:
             description += [".TP", _line(_bold(" ".join(words))), *_text_lines(split_help(leaf.help).summary)]
-    page += _tidy(description) or _text_lines(help_parts.summary or name)
+    page += description or _text_lines(help_parts.summary or name)
 
     page += [".SH OPTIONS"]
     for words, leaf in leaves:
@@ -457,7 +474,7 @@ def _command_page(
     for words, leaf in leaves:
         examples += _examples(split_help(leaf.help).examples)
     examples += prose_to_roff(prose.get("examples"))
-    page += [".SH EXAMPLES", *(_tidy(examples) or _text_lines("None."))]
+    page += [".SH EXAMPLES", *(examples or _text_lines("None."))]
 
     see_also = [prog, *(f"{prog}-{s}" for s in prose.get("see_also", []))]
     page += [".SH SEE ALSO", _line(",\n".join(_page_ref(s) for s in see_also))]
@@ -483,7 +500,7 @@ def _top_page(prog: str, group: Any, pages: list[str], prose: Mapping[str, Any],
     page += [".SH ENVIRONMENT", *_environment(prose, prose)]
     page += [".SH FILES", *(prose_to_roff(prose.get("files")) or _text_lines("None."))]
     examples = _examples(help_parts.examples) + prose_to_roff(prose.get("examples"))
-    page += [".SH EXAMPLES", *(_tidy(examples) or _text_lines("None."))]
+    page += [".SH EXAMPLES", *(examples or _text_lines("None."))]
     refs = [_page_ref(p.removesuffix(".1")) for p in sorted(pages)]
     refs += [_page_ref(*_PAGE_REF.fullmatch(s).groups()) for s in prose.get("see_also_external", [])]
     page += [".SH SEE ALSO", _line(",\n".join(refs))]
@@ -491,7 +508,7 @@ def _top_page(prog: str, group: Any, pages: list[str], prose: Mapping[str, Any],
 
 
 def _finish(lines: list[str]) -> str:
-    return "\n".join(lines) + "\n"
+    return "\n".join(_tidy(lines)) + "\n"
 
 
 def _package_source(prog: str) -> str:

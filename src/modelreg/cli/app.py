@@ -1,0 +1,671 @@
+"""The Typer command tree: a thin skin over `modelreg.Registry`.
+
+Commands parse options, call one Registry method and hand the result to `Output`.
+Errors are not handled here: they rise to `entry.main`, which maps them to exit codes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .. import __version__
+from ..errors import InvalidInput, NotFound
+from ..registry import Registry, load_meta_file, parse_metadata_items
+from .output import Output, human_size, human_time
+
+app = typer.Typer(
+    name="modelreg",
+    help="A local, git-like model registry: log model versions, link them into registered "
+    "models, move lifecycle aliases, pull exact files back.",
+    add_completion=True,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+config_app = typer.Typer(
+    name="config",
+    help="Read and write .modelreg/config.toml.\n\n"
+    "Keys: defaults.entity, defaults.project, pull.mode, aliases.protected, gc.grace, core.fsync.\n\n"
+    "\b\nExamples:\n  $ modelreg config set aliases.protected production,staging\n  $ modelreg config get pull.mode",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(config_app)
+
+
+@dataclass
+class State:
+    root: Optional[Path] = None
+
+    def open(self, out: Output) -> Registry:
+        return Registry.open(self.root, notify=out.note)
+
+    def open_or_init(self, out: Output) -> Registry:
+        return Registry.open_or_init(self.root, notify=out.note)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"modelreg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    ctx: typer.Context,
+    root: Annotated[Optional[Path], typer.Option(
+        "--root", metavar="PATH",
+        help="Registry to use: the .modelreg directory or the directory holding it "
+        "[default: $MODELREG_DIR, else the nearest .modelreg upward].")] = None,
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """A local, git-like model registry.
+
+    Log a directory as an immutable model version, link good versions into registered
+    models, move aliases such as staging and production, and pull exact files back.
+
+    \b
+    Examples:
+      $ modelreg log ckpt/ -n resnet -a best
+      $ modelreg link resnet:best classifier -a staging
+      $ modelreg pull classifier:production -o model/
+    """
+    ctx.obj = State(root)
+
+
+def state(ctx: typer.Context) -> State:
+    return ctx.find_root().obj or State()
+
+
+# Output-mode options, shared by every command that reports something.
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")]
+PlainOpt = Annotated[bool, typer.Option("--plain", help="Print tab-separated rows: no header, no colour, no truncation.")]
+QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="Print only the essential ids on stdout, and nothing but errors on stderr.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Allow moving or removing a protected alias.")]
+ReasonOpt = Annotated[Optional[str], typer.Option("--reason", metavar="TEXT", help="Why: recorded in the history with each alias change.")]
+AliasOpt = Annotated[Optional[list[str]], typer.Option("-a", "--alias", metavar="ALIAS", help="Point this alias at the version (repeatable).")]
+
+
+def _aliases_text(aliases) -> str:
+    return ", ".join(aliases)
+
+
+# -- init ------------------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    ctx: typer.Context,
+    directory: Annotated[Path, typer.Argument(metavar="[DIR]", help="Where to create .modelreg [default: the current directory].")] = Path("."),
+    json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False,
+) -> None:
+    """Create a registry in DIR/.modelreg; running it again changes nothing.
+
+    \b
+    Examples:
+      $ modelreg init
+      $ modelreg init /shared/models
+    """
+    out = Output(json_mode, plain, quiet)
+    root = state(ctx).root
+    reg = Registry.init(root if root is not None and directory == Path(".") else directory, notify=out.note)
+    if out.mode == "json":
+        out.json({"path": str(reg.path)})
+    else:
+        out.write(str(reg.path))
+
+
+# -- log -------------------------------------------------------------------------------
+
+
+@app.command()
+def log(
+    ctx: typer.Context,
+    paths: Annotated[list[Path], typer.Argument(metavar="PATH...", help="A directory (its contents become the version's root), or files.")],
+    name: Annotated[Optional[str], typer.Option("-n", "--name", metavar="NAME", help="Artifact name, optionally entity/project/name [default: the basename of the single PATH].")] = None,
+    alias: AliasOpt = None,
+    meta: Annotated[Optional[list[str]], typer.Option("-m", "--meta", metavar="KEY=VALUE", help="Metadata; VALUE is parsed as JSON when it parses, else kept as a string (repeatable).")] = None,
+    meta_file: Annotated[Optional[Path], typer.Option("--meta-file", metavar="FILE", help="A JSON object of metadata, merged before -m.")] = None,
+    description: Annotated[str, typer.Option("-d", "--description", metavar="TEXT", help="A description of this version.")] = "",
+    run: Annotated[Optional[str], typer.Option("--run", metavar="ID", help="The training run that produced it, recorded with the producer.")] = None,
+    input_: Annotated[Optional[list[str]], typer.Option("--input", metavar="REF", help="A version this one was made from (repeatable).")] = None,
+    exclude: Annotated[Optional[list[str]], typer.Option("--exclude", metavar="PATTERN", help="Skip paths matching this shell pattern, e.g. '*.tmp' (repeatable).")] = None,
+    force: ForceOpt = False, reason: ReasonOpt = None,
+    json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False,
+) -> None:
+    """Store files as a new version of an artifact and print its ref.
+
+    Identical content makes no new version: the existing ref is printed (and the aliases
+    given are applied to it). Creates a registry in the current directory if none is found.
+
+    \b
+    Examples:
+      $ modelreg log ckpt/ -n resnet -a best -m epoch=3 -m val_acc=0.91
+      resnet:v0
+      $ modelreg log model.pt tokenizer.json -n bert --exclude '*.tmp'
+    """
+    out = Output(json_mode, plain, quiet)
+    metadata = load_meta_file(meta_file) if meta_file is not None else {}
+    metadata.update(parse_metadata_items(meta or []))
+    if len(paths) > 1 and not name:
+        raise InvalidInput("several paths need a name", hint="add -n NAME")
+    reg = state(ctx).open_or_init(out)
+    total = _source_bytes(paths)
+    with out.progress("logging", total) as advance:
+        result = reg.log([str(p) for p in paths], name, aliases=alias or [], metadata=metadata,
+                         description=description, run=run, inputs=input_ or [], exclude=exclude or [],
+                         force=force, reason=reason, on_progress=advance)
+    _print_logged(out, result)
+
+
+def _source_bytes(paths: list[Path]) -> int:
+    """A cheap size estimate for the progress bar: top-level files only."""
+    total = 0
+    for path in paths:
+        try:
+            if path.is_file():
+                total += path.stat().st_size
+            elif path.is_dir():
+                total += sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+        except OSError:
+            pass
+    return total
+
+
+def _print_logged(out: Output, result) -> None:
+    if out.mode == "json":
+        out.json(result.to_json())
+    elif out.mode == "plain":
+        row = [result.ref, result.collection, result.version, result.digest, result.new, list(result.aliases)]
+        out.rows([row + ([result.source] if result.source is not None else [])])
+    else:
+        out.write(result.ref)
+
+
+# -- link ------------------------------------------------------------------------------
+
+
+@app.command()
+def link(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(metavar="REF", help="The version to link (a link's ref links its source).")],
+    registered: Annotated[str, typer.Argument(metavar="REGISTERED", help="The registered model, created on first use; [[entity/]project/]name.")],
+    alias: AliasOpt = None,
+    description: Annotated[str, typer.Option("-d", "--description", metavar="TEXT", help="A description of this link.")] = "",
+    force: ForceOpt = False, reason: ReasonOpt = None,
+    json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False,
+) -> None:
+    """Link a version into a registered model and print the link's ref.
+
+    Linking a version that is already linked there returns the existing link and applies
+    the aliases given.
+
+    \b
+    Examples:
+      $ modelreg link resnet:v3 classifier -a staging
+      classifier:v1
+      $ modelreg link resnet:best vision/classifier
+    """
+    out = Output(json_mode, plain, quiet)
+    reg = state(ctx).open(out)
+    result = reg.link(ref, registered, aliases=alias or [], description=description, force=force, reason=reason)
+    if not result.new:
+        out.note(f"{result.source} is already linked as {result.ref}")
+    _print_logged(out, result)
+
+
+# -- alias -----------------------------------------------------------------------------
+
+
+@app.command()
+def alias(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(metavar="REF", help="The version (or, with --delete and no selector, the collection).")],
+    aliases: Annotated[list[str], typer.Argument(metavar="ALIAS...", help="Aliases to set, move or (with --delete) remove.")],
+    delete: Annotated[bool, typer.Option("--delete", help="Remove the aliases instead of setting them.")] = False,
+    expect: Annotated[Optional[str], typer.Option("--expect", metavar="SELECTOR", help="Change nothing unless every alias now points at SELECTOR (v<N>, an alias, or 'none' for unset).")] = None,
+    force: ForceOpt = False, reason: ReasonOpt = None,
+    json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False,
+) -> None:
+    """Point aliases at a version, moving them within its collection; all or none.
+
+    \b
+    Examples:
+      $ modelreg alias classifier:v3 staging
+      $ modelreg alias classifier:v3 production --expect v1 --force --reason "beats v1 on eval"
+      $ modelreg alias --delete classifier staging
+    """
+    out = Output(json_mode, plain, quiet)
+    reg = state(ctx).open(out)
+    if delete:
+        if expect is not None:
+            raise InvalidInput("--expect cannot be used with --delete", hint="give the version as REF: name:v<N>")
+        removed = reg.unalias(ref, aliases, force=force, reason=reason)
+        if out.mode == "json":
+            out.json({"removed": removed})
+        else:
+            out.lines(removed)
+        return
+    result = reg.alias(ref, aliases, expect=expect, force=force, reason=reason)
+    if out.mode == "json":
+        out.json(result.to_json())
+    elif out.mode == "plain":
+        out.rows([[result.ref, list(result.aliases)]])
+    elif out.mode == "quiet":
+        out.write(result.ref)
+    else:
+        out.write(f"{result.ref}\t{_aliases_text(result.aliases)}")
+
+
+# -- ls --------------------------------------------------------------------------------
+
+
+@app.command()
+def ls(
+    ctx: typer.Context,
+    target: Annotated[Optional[str], typer.Argument(metavar="[NAME|REF|PROJECT/]", help="Nothing: every collection; PROJECT/: one project's; NAME: its versions; REF: that version's files.")] = None,
+    kind: Annotated[Optional[str], typer.Option("--kind", metavar="KIND", help="Only artifacts or only registered models (artifact|registered).")] = None,
+    sort: Annotated[Optional[str], typer.Option("--sort", metavar="FIELD", help="Sort versions by version, created, size or metadata.KEY; prefix - for descending.")] = None,
+    where: Annotated[Optional[list[str]], typer.Option("--where", metavar="metadata.KEY=VALUE", help="Keep versions whose metadata KEY equals VALUE (JSON when it parses; repeatable).")] = None,
+    json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False,
+) -> None:
+    """List collections, the versions of one, or the files of a version.
+
+    \b
+    Examples:
+      $ modelreg ls
+      $ modelreg ls resnet --sort -metadata.val_acc -q | head -1
+      $ modelreg ls resnet:v3 --json
+    """
+    out = Output(json_mode, plain, quiet)
+    reg = state(ctx).open(out)
+    if kind is not None and kind not in ("artifact", "registered"):
+        raise InvalidInput(f"invalid kind {kind!r}", hint="use artifact or registered")
+    if target is None or target.endswith("/"):
+        if sort or where:
+            raise InvalidInput("--sort and --where apply to the versions of one collection", hint="use `modelreg ls NAME --sort FIELD`")
+        _ls_collections(out, reg.collections(target, kind=kind))
+    elif ":" in target:
+        if sort or where or kind:
+            raise InvalidInput("--sort, --where and --kind do not apply to the files of a version")
+        _ls_files(out, reg.files(target))
+    else:
+        if kind:
+            raise InvalidInput("--kind applies to the list of collections", hint="use `modelreg ls --kind KIND`")
+        _ls_versions(out, reg.versions(target, sort=sort, where=where or []))
+
+
+def _ls_collections(out: Output, collections) -> None:
+    if out.mode == "json":
+        out.json([c.to_json() for c in collections])
+    elif out.mode == "quiet":
+        out.lines(c.display for c in collections)
+    elif out.mode == "plain":
+        out.rows([c.display, c.kind, c.versions, c.latest, [f"{a}=v{n}" for a, n in c.aliases.items()],
+                  c.size, c.updated] for c in collections)
+    else:
+        out.table(["name", "kind", "versions", "latest", "aliases", "size", "updated"],
+                  [[c.display, c.kind, c.versions, "" if c.latest is None else f"v{c.latest}",
+                    ", ".join(f"{a}→v{n}" for a, n in c.aliases.items()), human_size(c.size), human_time(c.updated)]
+                   for c in collections], empty="no collections yet; `modelreg log PATH` makes one")
+
+
+def _ls_versions(out: Output, versions) -> None:
+    if out.mode == "json":
+        out.json([v.summary_json() for v in versions])
+    elif out.mode == "quiet":
+        out.lines(v.ref for v in versions)
+    elif out.mode == "plain":
+        out.rows([v.ref, v.version, list(v.aliases), v.digest, v.size, v.file_count, v.created, list(v.links)]
+                 + ([v.source] if v.kind == "registered" else []) for v in versions)
+    else:
+        registered = bool(versions) and versions[0].kind == "registered"
+        columns = ["version", "aliases", "digest", "size", "files", "created"] + (["source"] if registered else ["links"])
+        out.table(columns, [[f"v{v.version}", ", ".join(v.aliases), v.digest[:12], human_size(v.size), v.file_count,
+                             human_time(v.created),
+                             (v.source + (" (dangling)" if v.dangling else "")) if registered else ", ".join(v.links)]
+                            for v in versions], empty="no versions")
+
+
+def _ls_files(out: Output, files) -> None:
+    if out.mode == "json":
+        out.json([f.to_json() for f in files])
+    elif out.mode == "quiet":
+        out.lines(f.path for f in files)
+    elif out.mode == "plain":
+        out.rows([f.path, f.size, f.digest, f.executable] for f in files)
+    else:
+        out.table(["path", "size", "digest", "exec"],
+                  [[f.path, human_size(f.size), f.digest[:12], "x" if f.executable else ""] for f in files])
+
+
+# -- show ------------------------------------------------------------------------------
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(metavar="REF", help="The version or link to show.")],
+    json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False,
+) -> None:
+    """Show one version in full: digest, size, metadata, inputs, producer, aliases, files, links.
+
+    For a link, shows the link's own number, aliases and description with its source's content.
+
+    \b
+    Examples:
+      $ modelreg show resnet:best
+      $ modelreg show classifier:production --json
+    """
+    out = Output(json_mode, plain, quiet)
+    reg = state(ctx).open(out)
+    info = reg.show(ref)
+    if info.dangling:
+        out.warn(f"{info.ref} is a dangling link: its source {info.source} was deleted")
+    if out.mode == "json":
+        out.json(info.to_json())
+    elif out.mode == "quiet":
+        out.write(info.ref)
+    elif out.mode == "plain":
+        for key, value in _show_fields(info):
+            out.rows([[key, value]])
+        out.rows(["file", f.path, f.size, f.digest, f.executable] for f in info.files)
+    else:
+        _show_panel(out, info)
+
+
+def _show_fields(info) -> list[tuple[str, object]]:
+    fields = [("ref", info.ref), ("kind", info.kind), ("version", info.version), ("digest", info.digest),
+              ("size", info.size), ("created", info.created), ("aliases", list(info.aliases))]
+    if info.kind == "registered":
+        fields += [("source", info.source), ("dangling", info.dangling)]
+    fields += [("description", info.description), ("metadata", info.metadata),
+               ("inputs", [f"{i.get('ref')}@{i.get('digest', '')[:12]}" for i in info.inputs]),
+               ("producer", info.producer), ("links", list(info.links))]
+    return fields
+
+
+def _show_panel(out: Output, info) -> None:
+    from rich.panel import Panel
+    from rich.table import Table
+
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    rows = [("digest", info.digest), ("size", f"{human_size(info.size)} ({info.size} bytes)"),
+            ("created", info.created), ("aliases", ", ".join(info.aliases) or "-")]
+    if info.kind == "registered":
+        rows.append(("source", info.source + ("  [red](dangling)[/red]" if info.dangling else "")))
+    if info.description:
+        rows.append(("description", info.description))
+    if info.metadata:
+        rows.append(("metadata", "\n".join(f"{k} = {json.dumps(v)}" for k, v in info.metadata.items())))
+    if info.inputs:
+        rows.append(("inputs", "\n".join(f"{i.get('ref')}  {str(i.get('digest', ''))[:12]}" for i in info.inputs)))
+    producer = info.producer
+    if producer:
+        who = f"{producer.get('user', '?')}@{producer.get('host', '?')}  {producer.get('cwd', '')}"
+        if producer.get("run"):
+            who += f"\nrun {producer['run']}"
+        git = producer.get("git")
+        if git:
+            who += f"\ngit {git.get('commit', '')[:12]}" + (" (dirty)" if git.get("dirty") else "")
+        rows.append(("producer", who))
+    if info.links:
+        rows.append(("linked in", ", ".join(info.links)))
+    rows.append(("files", "\n".join(f"{f.path}  {human_size(f.size)}{'  (x)' if f.executable else ''}"
+                                    for f in info.files) or "-"))
+    from rich.markup import escape
+
+    for key, value in rows:
+        grid.add_row(key, value if key == "source" else escape(str(value)))
+    out.render(Panel(grid, title=f"{info.ref} ({info.kind})", title_align="left", expand=False))
+
+
+# -- pull ------------------------------------------------------------------------------
+
+Mode = Annotated[Optional[str], typer.Option("--mode", metavar="MODE", help="How files are placed: auto (reflink, else copy), reflink, copy, hardlink or symlink [default: pull.mode, else auto].")]
+
+
+@app.command()
+def pull(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(metavar="REF", help="The version or link to put on disk.")],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", metavar="DIR", help="Target directory [default: ./<name>-v<N>].")] = None,
+    mode: Mode = None,
+    file: Annotated[Optional[list[str]], typer.Option("--file", metavar="PATTERN", help="Only paths matching this shell pattern (repeatable).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite files in DIR whose content differs.")] = False,
+    verify: Annotated[Optional[bool], typer.Option("--verify/--no-verify", help="Hash content while copying (default for copies); --verify also re-hashes linked blobs.")] = None,
+    json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False,
+) -> None:
+    """Write a version's files into a directory and print the directory.
+
+    A directory that already holds exactly these files is left as it is; a file whose
+    content differs is a conflict unless --force.
+
+    \b
+    Examples:
+      $ modelreg pull classifier:production -o model/
+      $ modelreg pull resnet:v3 --file '*.json'
+      $ modelreg pull resnet --mode hardlink
+    """
+    out = Output(json_mode, plain, quiet)
+    reg = state(ctx).open(out)
+    from ..config import PULL_MODES
+
+    if mode is not None and mode not in PULL_MODES:
+        raise InvalidInput(f"invalid mode {mode!r}", hint="use one of " + ", ".join(PULL_MODES))
+    total = sum(f.size for f in reg.files(ref))
+    with out.progress("pulling", total) as advance:
+        result = reg.pull(ref, output, mode=mode, files=file or [], force=force, verify=verify, on_progress=advance)
+    if out.mode == "json":
+        out.json(result.to_json())
+    elif out.mode == "plain":
+        out.rows([[result.path, result.ref, result.files, result.bytes, result.mode]])
+    else:
+        out.write(result.path)
+
+
+# -- diff ------------------------------------------------------------------------------
+
+
+@app.command()
+def diff(
+    ctx: typer.Context,
+    left: Annotated[str, typer.Argument(metavar="REF", help="The old version.")],
+    right: Annotated[str, typer.Argument(metavar="REF", help="The new version.")],
+    json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False,
+) -> None:
+    """Compare two versions: files added, removed and changed, and metadata differences.
+
+    Exits 0 whether or not they differ; no blob is read.
+
+    \b
+    Examples:
+      $ modelreg diff resnet:v2 resnet:v3
+      $ modelreg diff classifier:production resnet:latest --json
+    """
+    out = Output(json_mode, plain, quiet)
+    reg = state(ctx).open(out)
+    result = reg.diff(left, right)
+    if out.mode == "json":
+        out.json(result.to_json())
+        return
+    if out.mode == "quiet":
+        out.lines(sorted((*result.added, *result.removed, *result.changed)))
+        return
+    rows = [["added", p] for p in result.added] + [["removed", p] for p in result.removed] + \
+           [["changed", p] for p in result.changed]
+    meta = [["metadata", k, json.dumps(old), json.dumps(new)] for k, (old, new) in result.metadata.items()]
+    if out.mode == "plain":
+        out.rows(rows + meta)
+        return
+    if result.same:
+        out.note("no differences")
+        return
+    if rows:
+        out.table(["status", "path"], rows)
+    if meta:
+        out.table(["metadata", "old", "new"], [m[1:] for m in meta])
+
+
+# -- history ---------------------------------------------------------------------------
+
+HISTORY_KEYS = ["time", "event", "user", "version", "alias", "from", "to", "source", "reason"]
+
+
+@app.command()
+def history(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(metavar="NAME[:ALIAS]", help="A collection, or one alias of it.")],
+    json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False,
+) -> None:
+    """Show the events of a collection, oldest first: logs, links, alias moves, deletions.
+
+    \b
+    Examples:
+      $ modelreg history classifier
+      $ modelreg history classifier:production --json
+    """
+    out = Output(json_mode, plain, quiet)
+    reg = state(ctx).open(out)
+    events = reg.history(target)
+    if out.mode == "json":
+        out.json(events)
+    elif out.mode == "plain":
+        out.rows([e.get(k) for k in HISTORY_KEYS] for e in events)
+    elif out.mode == "human":
+        def v(n):
+            return "" if n is None else f"v{n}"
+        out.table(["time", "event", "user", "version", "alias", "from → to", "source", "reason"],
+                  [[human_time(e.get("time")), e.get("event"), e.get("user"), v(e.get("version")), e.get("alias", ""),
+                    f"{v(e.get('from'))} → {v(e.get('to'))}" if "from" in e or "to" in e else "",
+                    e.get("source", ""), e.get("reason", "")] for e in events], empty="no events")
+
+
+# -- rm --------------------------------------------------------------------------------
+
+
+@app.command()
+def rm(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(metavar="REF", help="The version to delete, or with --all the collection.")],
+    all_: Annotated[bool, typer.Option("--all", help="Delete every version of the collection NAME.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Delete even a version that holds an alias or is linked; its aliases are removed and recorded.")] = False,
+    reason: ReasonOpt = None,
+    json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False,
+) -> None:
+    """Delete a version, or every version of a collection; numbers are never reused.
+
+    \b
+    Examples:
+      $ modelreg rm resnet:v2
+      $ modelreg rm resnet --all --force --reason "retired"
+    """
+    out = Output(json_mode, plain, quiet)
+    reg = state(ctx).open(out)
+    deleted = reg.rm(ref, all=all_, force=force, reason=reason)
+    if out.mode == "json":
+        out.json({"deleted": deleted})
+    else:
+        out.lines(deleted)
+
+
+# -- config ----------------------------------------------------------------------------
+
+KeyArg = Annotated[str, typer.Argument(metavar="KEY", help="A config key, e.g. pull.mode.")]
+
+
+@config_app.command("get")
+def config_get(ctx: typer.Context, key: KeyArg,
+               json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False) -> None:
+    """Print a key's value (its default when unset).
+
+    \b
+    Examples:
+      $ modelreg config get aliases.protected
+    """
+    from ..config import check_key, format_value
+
+    out = Output(json_mode, plain, quiet)
+    reg = state(ctx).open(out)
+    value = reg.config.get(check_key(key))
+    if out.mode == "json":
+        out.json({"key": key, "value": value})
+    else:
+        out.write(format_value(value))
+
+
+@config_app.command("set")
+def config_set(ctx: typer.Context, key: KeyArg,
+               value: Annotated[str, typer.Argument(metavar="VALUE", help="The new value; a list takes comma-separated values.")],
+               json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False) -> None:
+    """Set a key in .modelreg/config.toml.
+
+    \b
+    Examples:
+      $ modelreg config set pull.mode hardlink
+      $ modelreg config set aliases.protected production,staging
+    """
+    from ..config import format_value
+
+    out = Output(json_mode, plain, quiet)
+    reg = state(ctx).open(out)
+    reg.config_set(key, value)
+    if out.mode == "json":
+        out.json({"key": key, "value": reg.config.get(key)})
+    elif out.mode != "quiet":
+        out.write(format_value(reg.config.get(key)))
+
+
+@config_app.command("unset")
+def config_unset(ctx: typer.Context, key: KeyArg,
+                 json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False) -> None:
+    """Remove a key, so its default applies again.
+
+    \b
+    Examples:
+      $ modelreg config unset pull.mode
+    """
+    from ..config import check_key, format_value
+
+    out = Output(json_mode, plain, quiet)
+    reg = state(ctx).open(out)
+    removed = reg.config_unset(check_key(key))
+    if not removed:
+        out.note(f"{key} was not set")
+    if out.mode == "json":
+        out.json({"key": key, "value": reg.config.get(key), "removed": removed})
+    elif out.mode != "quiet":
+        out.write(format_value(reg.config.get(key)))
+
+
+@config_app.command("list")
+def config_list(ctx: typer.Context,
+                json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False) -> None:
+    """List every key with its value (defaults included).
+
+    \b
+    Examples:
+      $ modelreg config list --plain
+    """
+    from ..config import format_value
+
+    out = Output(json_mode, plain, quiet)
+    reg = state(ctx).open(out)
+    items = reg.config.items()
+    if out.mode == "json":
+        out.json({key: value for key, value, _ in items})
+    elif out.mode == "quiet":
+        out.lines(key for key, _, _ in items)
+    elif out.mode == "plain":
+        out.rows([key, format_value(value)] for key, value, _ in items)
+    else:
+        out.table(["key", "value", "source"], [[k, format_value(v), "config.toml" if s else "default"] for k, v, s in items])

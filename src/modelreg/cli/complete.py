@@ -1,0 +1,847 @@
+"""Tab completion served by the standard library alone.
+
+Owns the answer to a `_MODELREG_COMPLETE` request: it replays, over the generated
+command table `_cmdtable.py`, the steps Typer takes to find what is being completed
+(Click's resilient parse, then `_resolve_context` and `_resolve_incomplete`), prints
+the result in the per-shell format Typer's scripts expect, and reads registry
+contents straight from the on-disk format (SPEC §5).  Typer, Rich and the registry
+library are never imported here: TAB must cost little more than starting Python.
+
+The Typer-side callbacks (`completers.py`) call `provide()` below, so both paths give
+the same answers; `python -m modelreg.cli.complete --generate|--check|--write-scripts`
+regenerates the table and the shell scripts from the app.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+PROG = "modelreg"
+COMPLETE_VAR = "_MODELREG_COMPLETE"
+# Set by our own bash script: answer in Click 8's "type,value" lines so the script can
+# fall back to file names only where a path is expected.
+TYPED_VAR = "_MODELREG_COMPLETE_TYPED"
+# Lets tests (and a user chasing a bug) get Typer's own answer from the entry point.
+VIA_TYPER_VAR = "MODELREG_COMPLETE_VIA_TYPER"
+
+CONFIG_KEYS = (
+    "defaults.entity",
+    "defaults.project",
+    "pull.mode",
+    "aliases.protected",
+    "gc.grace",
+    "core.fsync",
+)
+KINDS = ("ref", "collection", "registered", "alias", "version-file", "config-key", "path")
+
+
+class _Unanswerable(Exception):
+    """The table cannot answer this request; Typer will."""
+
+
+def serve(environ=os.environ, argv=sys.argv) -> int | None:
+    """Answer a completion request; None when there is none to answer here.
+
+    `argv` is accepted for the entry point's convenience: like Typer, completion reads
+    only the environment.  None is also returned for requests the table cannot answer
+    (another shell, an unknown completer, an unexpected error), so that the entry point
+    goes on to Typer, which answers them correctly, only slower.
+    """
+    instruction = environ.get(COMPLETE_VAR)
+    if not instruction or environ.get(VIA_TYPER_VAR):
+        return None
+    action, _, shell = instruction.partition("_")
+    if action == "source" and shell in SCRIPTS:
+        sys.stdout.write(script(shell))
+        return 0
+    if action != "complete" or shell not in ("bash", "zsh", "fish"):
+        return None
+    try:
+        text, code = answer(shell, environ)
+    except Exception:
+        if environ.get("MODELREG_DEBUG") == "1":
+            raise
+        return None
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    return code
+
+
+def answer(shell: str, environ) -> tuple[str, int]:
+    """The text a completion request prints and its exit code."""
+    if shell == "bash":
+        cwords = _split(environ["COMP_WORDS"])
+        cword = int(environ["COMP_CWORD"])
+        args = cwords[1:cword]
+        incomplete = cwords[cword] if cword < len(cwords) else ""
+    else:
+        line = environ.get("_TYPER_COMPLETE_ARGS", "")
+        args = _split(line)[1:]
+        incomplete = args.pop() if args and not line.endswith(" ") else ""
+    items, fallback = completions(args, incomplete, environ)
+    if shell == "bash":
+        if environ.get(TYPED_VAR):
+            lines = [f"{typ},{value}" for value, _, typ in items]
+            if not items and fallback:
+                lines = [f"{fallback},"]
+            return "\n".join(lines) + "\n", 0
+        return "\n".join(value for value, _, _ in items) + "\n", 0
+    if shell == "zsh":
+        if not items:
+            return "_files\n", 0
+        width = _help_width(environ)
+        specs = "\n".join(
+            f'"{_zsh_escape(value)}":"{_wrap(help["zsh"], width)}"'
+            if help
+            else f'"{_zsh_escape(value)}"'
+            for value, help, _ in items
+        )
+        return f"_arguments '*: :(({specs}))'\n", 0
+    action = environ.get("_TYPER_COMPLETE_FISH_ACTION", "")
+    if action == "is-args":
+        # Typer exits before printing: 0 turns file completion off, 1 leaves it on.
+        return "", 0 if items else 1
+    if action == "get-args" and items:
+        width = _help_width(environ)
+        return "\n".join(
+            f"{value}\t{_wrap(help['fish'], width)}" if help else value
+            for value, help, _ in items
+        ) + "\n", 0
+    return "\n", 0
+
+
+# --- Click's resolution, replayed over the table --------------------------------------
+
+
+class _Ctx:
+    """What completion needs of a Click context: the parsed values and option prefixes."""
+
+    def __init__(self, node: dict, parent: _Ctx | None):
+        self.node = node
+        self.parent = parent
+        self.values: dict = {}
+        self.prefixes = set(parent.prefixes) if parent else set()
+
+
+def completions(args: list[str], incomplete: str, environ) -> tuple[list, str | None]:
+    """Items `(value, help, type)` for the incomplete word, and the kind of file
+    completion the shell should fall back to when there are none."""
+    from ._cmdtable import TABLE
+
+    ctx = _resolve_context(TABLE, args)
+    obj, incomplete = _resolve_incomplete(ctx, list(args), incomplete)
+    if obj is None:
+        return _command_items(ctx, incomplete), None
+    spec = obj.get("complete") or {}
+    kind = spec.get("kind")
+    if "choices" in spec:
+        if spec["case_sensitive"]:
+            return [(c, None, "plain") for c in spec["choices"] if c.startswith(incomplete)], None
+        low = incomplete.lower()
+        return [(c, None, "plain") for c in spec["choices"] if c.lower().startswith(low)], None
+    if kind == "file":
+        return [(incomplete, None, "file")], None
+    if kind in ("path", "dir"):
+        return [], "dir" if kind == "dir" else "file"
+    if kind is None:
+        return [], None
+    if kind not in KINDS:
+        raise _Unanswerable(kind)
+    found = provide(kind, incomplete, root=_root_value(ctx), ref=_ref_value(ctx), environ=environ)
+    return [(v, None, "plain") for v in found if v.startswith(incomplete)], None
+
+
+def _resolve_context(table: dict, args: list[str]) -> _Ctx:
+    ctx = _make_ctx(table, args, None)
+    rest = ctx.rest
+    while rest and "commands" in ctx.node:
+        sub = _subcommand(ctx.node, rest[0])
+        if sub is None:
+            break
+        ctx = _make_ctx(sub, rest[1:], ctx)
+        rest = ctx.rest
+    return ctx
+
+
+def _subcommand(node: dict, name: str) -> dict | None:
+    for sub in node.get("commands", ()):
+        if sub["name"] == name:
+            return sub
+    return None
+
+
+def _make_ctx(node: dict, args: list[str], parent: _Ctx | None) -> _Ctx:
+    ctx = _Ctx(node, parent)
+    ctx.values, ctx.rest, prefixes = _parse(node, args)
+    ctx.prefixes |= prefixes
+    return ctx
+
+
+class _Usage(Exception):
+    """A usage error, which Click's resilient parsing swallows where it occurs."""
+
+
+def _parse(node: dict, args: list[str]) -> tuple[dict, list[str], set[str]]:
+    """Click's `_OptionParser.parse_args` with `resilient_parsing`: the values given on
+    the command line (None or absent: not given), the leftover args, the prefixes."""
+    longs, shorts, prefixes = {}, {}, {"-", "--"}
+    for p in node["params"]:
+        if p["param"] != "option":
+            continue
+        for names, const in ((p["opts"], p["const"]), (p["secondary"], False)):
+            for opt in names:
+                pre, rest = _split_opt(opt)
+                prefixes.add(pre[0])
+                if len(pre) == 1 and len(rest) == 1:
+                    shorts[opt] = (p, const)
+                else:
+                    prefixes.add(pre)
+                    longs[opt] = (p, const)
+    values: dict = {}
+    largs: list[str] = []
+    rargs = list(args)
+
+    def take(opt: str, p: dict):
+        if len(rargs) < p["nargs"]:
+            raise _Usage(opt)
+        if p["nargs"] == 1:
+            return rargs.pop(0)
+        value = tuple(rargs[: p["nargs"]])
+        del rargs[: p["nargs"]]
+        return value
+
+    def process(p: dict, const, value) -> None:
+        action, name = p["action"], p["name"]
+        if action == "store":
+            values[name] = value
+        elif action == "store_const":
+            values[name] = const
+        elif action == "append":
+            values.setdefault(name, []).append(value)
+        elif action == "append_const":
+            values.setdefault(name, []).append(const)
+        elif action == "count":
+            values[name] = (values.get(name) or 0) + 1
+        else:
+            raise _Unanswerable(action)
+
+    def match_long(opt: str, explicit: str | None) -> None:
+        if opt not in longs:
+            raise KeyError(opt)
+        p, const = longs[opt]
+        if p["action"] in ("store", "append"):
+            if explicit is not None:
+                rargs.insert(0, explicit)
+            process(p, const, take(opt, p))
+        elif explicit is not None:
+            raise _Usage(opt)
+        else:
+            process(p, const, None)
+
+    def match_short(arg: str) -> None:
+        prefix, unknown = arg[0], []
+        for i, ch in enumerate(arg[1:], start=2):
+            found = shorts.get(prefix + ch)
+            if not found:
+                if node["ignore_unknown"]:
+                    unknown.append(ch)
+                    continue
+                raise _Usage(prefix + ch)
+            p, const = found
+            if p["action"] in ("store", "append"):
+                stop = i < len(arg)
+                if stop:
+                    rargs.insert(0, arg[i:])
+                process(p, const, take(prefix + ch, p))
+                if stop:
+                    break
+            else:
+                process(p, const, None)
+        if node["ignore_unknown"] and unknown:
+            largs.append(prefix + "".join(unknown))
+
+    arguments = [p for p in node["params"] if p["param"] == "argument"]
+    try:
+        while rargs:
+            arg = rargs.pop(0)
+            if arg == "--":
+                break
+            if arg[:1] in prefixes and len(arg) > 1:
+                opt, eq, explicit = arg.partition("=")
+                try:
+                    match_long(opt, explicit if eq else None)
+                except KeyError:
+                    if arg[:2] not in prefixes:
+                        match_short(arg)
+                    elif node["ignore_unknown"]:
+                        largs.append(arg)
+                    else:
+                        raise _Usage(arg) from None
+            elif node["interspersed"]:
+                largs.append(arg)
+            else:
+                rargs.insert(0, arg)
+                break
+        pargs, rest = _unpack_args(largs + rargs, [a["nargs"] for a in arguments])
+        for a, value in zip(arguments, pargs):
+            if a["nargs"] > 1:
+                holes = sum(1 for x in value if x is None)
+                if holes == len(value):
+                    value = None
+                elif holes:
+                    raise _Usage(a["name"])
+            if a["nargs"] == -1 and value == ():
+                value = None
+            values[a["name"]] = value
+        largs = rest
+    except _Usage:
+        pass
+    return values, largs, prefixes
+
+
+def _split_opt(opt: str) -> tuple[str, str]:
+    first = opt[:1]
+    if first.isalnum():
+        return "", opt
+    if opt[1:2] == first:
+        return opt[:2], opt[2:]
+    return first, opt[1:]
+
+
+def _unpack_args(args: list[str], nargs_spec: list[int]) -> tuple[list, list[str]]:
+    """Click's `_unpack_args`: positional values by nargs, one of which may be -1."""
+    args, rv, star = list(args), [], None
+
+    def fetch(seq: list):
+        if not seq:
+            return None
+        return seq.pop(0) if star is None else seq.pop()
+
+    spec = list(nargs_spec)
+    while spec:
+        nargs = fetch(spec)
+        if nargs == 1:
+            rv.append(fetch(args))
+        elif nargs > 1:
+            x = [fetch(args) for _ in range(nargs)]
+            if star is not None:
+                x.reverse()
+            rv.append(tuple(x))
+        elif nargs < 0:
+            star = len(rv)
+            rv.append(None)
+    if star is not None:
+        rv[star] = tuple(args)
+        args = []
+        rv[star + 1 :] = reversed(rv[star + 1 :])
+    return rv, args
+
+
+def _start_of_option(ctx: _Ctx, value: str) -> bool:
+    return bool(value) and value[0] in ctx.prefixes
+
+
+def _resolve_incomplete(ctx: _Ctx, args: list[str], incomplete: str) -> tuple[dict | None, str]:
+    """Click's `_resolve_incomplete`: the parameter to complete, None for the command."""
+    if incomplete == "=":
+        incomplete = ""
+    elif "=" in incomplete and _start_of_option(ctx, incomplete):
+        name, _, incomplete = incomplete.partition("=")
+        args.append(name)
+    if "--" not in args and _start_of_option(ctx, incomplete):
+        return None, incomplete
+    params = ctx.node["params"]
+    for p in params:
+        if p["param"] == "option" and p["action"] in ("store", "append"):
+            for index, arg in enumerate(reversed(args)):
+                if index + 1 > p["nargs"]:
+                    break
+                if _start_of_option(ctx, arg):
+                    if arg in p["opts"]:
+                        return p, incomplete
+                    break
+    for p in params:
+        if p["param"] == "argument":
+            if p["nargs"] == -1 or ctx.values.get(p["name"]) is None:
+                return p, incomplete
+    return None, incomplete
+
+
+def _command_items(ctx: _Ctx, incomplete: str) -> list:
+    items = [
+        (sub["name"], sub["help"], "plain")
+        for sub in ctx.node.get("commands", ())
+        if sub["name"].startswith(incomplete) and not sub["hidden"]
+    ]
+    if incomplete and not incomplete[0].isalnum():
+        for p in ctx.node["params"]:
+            if p["param"] != "option" or p["hidden"]:
+                continue
+            if not p["multiple"] and ctx.values.get(p["name"]) is not None:
+                continue
+            items += [
+                (name, p["help"], "plain")
+                for name in (*p["opts"], *p["secondary"])
+                if name.startswith(incomplete)
+            ]
+    return items
+
+
+def _root_value(ctx: _Ctx) -> str | None:
+    while ctx.parent:
+        ctx = ctx.parent
+    for p in ctx.node["params"]:
+        if p["param"] == "option" and "--root" in p["opts"]:
+            value = ctx.values.get(p["name"])
+            return value if isinstance(value, str) else None
+    return None
+
+
+def _ref_value(ctx: _Ctx) -> str | None:
+    for p in ctx.node["params"]:
+        if p["param"] == "argument" and (p.get("complete") or {}).get("kind") == "ref":
+            value = ctx.values.get(p["name"])
+            return value if isinstance(value, str) else None
+    return None
+
+
+def _split(line: str) -> list[str]:
+    """Click's `split_arg_string`: shell words, keeping an unfinished last one."""
+    import shlex
+
+    lex = shlex.shlex(line, posix=True)
+    lex.whitespace_split = True
+    lex.commenters = ""
+    out = []
+    try:
+        for token in lex:
+            out.append(token)
+    except ValueError:
+        out.append(lex.token)
+    return out
+
+
+# --- Output details Typer gets from Rich ----------------------------------------------
+
+
+def _zsh_escape(s: str) -> str:
+    return (
+        s.replace('"', '""')
+        .replace("'", "''")
+        .replace("$", "\\$")
+        .replace("`", "\\`")
+        .replace(":", r"\\:")
+    )
+
+
+def _help_width(environ) -> int:
+    """The width Rich wraps help text to, as Typer's console finds it."""
+    for var in ("TERMINAL_WIDTH", "COLUMNS"):
+        value = environ.get(var, "")
+        if value.isdigit():
+            return int(value)
+    for fd in (0, 1, 2):
+        try:
+            return os.get_terminal_size(fd).columns or 80
+        except (OSError, ValueError):
+            pass
+    return 80
+
+
+def _wrap(text: str, width: int) -> str:
+    """Rich's word wrap (`divide_line` with folding) of text rendered without wrapping:
+    Typer passes help through a Rich console, which wraps it to the terminal width."""
+    if len(text) <= width and "\n" not in text:
+        return text
+    import re
+
+    out = []
+    for line in text.split("\n"):
+        breaks, offset = [], 0
+        for match in re.finditer(r"\s*\S+\s*", line):
+            start, word = match.start(), match.group()
+            length = len(word.rstrip())
+            if width - offset >= length:
+                offset += len(word)
+            elif length > width:
+                chunks = [word[i : i + width] for i in range(0, len(word), width)]
+                for n, chunk in enumerate(chunks):
+                    if start:
+                        breaks.append(start)
+                    if n == len(chunks) - 1:
+                        offset = len(chunk)
+                    else:
+                        start += len(chunk)
+            elif offset and start:
+                breaks.append(start)
+                offset = len(word)
+        for a, b in zip([0, *breaks], [*breaks, len(line)]):
+            piece = line[a:b]
+            excess = len(piece) - width
+            if excess > 0:
+                trailing = len(piece) - len(piece.rstrip())
+                piece = piece[: len(piece) - min(trailing, excess)][:width]
+            out.append(piece)
+    return "\n".join(out).rstrip("\n")
+
+
+# --- Registry contents, read from the on-disk format (SPEC §5) ------------------------
+
+
+def provide(kind: str, incomplete: str, *, root=None, ref=None, environ=os.environ) -> list[str]:
+    """Candidate values of a dynamic completion kind, shared by both completion paths.
+
+    `root` is the global `--root` value typed, `ref` the REF argument already typed.
+    Nothing on disk is written and errors give no candidates: TAB must never fail.
+    """
+    if kind == "config-key":
+        return list(CONFIG_KEYS)
+    if kind == "path":
+        return []
+    try:
+        reg = _Registry.find(root, environ)
+        if reg is None:
+            return []
+        if kind in ("ref", "collection", "registered"):
+            if ":" in incomplete:
+                return reg.selectors(incomplete) if kind == "ref" else []
+            return reg.names(incomplete, registered=kind == "registered")
+        if kind == "alias":
+            where = reg.collection(ref.partition(":")[0]) if ref else None
+            return reg.aliases(where) if where else []
+        if kind == "version-file":
+            return reg.files(ref) if ref else []
+    except (OSError, ValueError):
+        return []
+    raise ValueError(f"unknown completion kind {kind!r}")
+
+
+_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+
+
+def _is_name(name: str) -> bool:
+    import re
+
+    return re.fullmatch(_NAME, name) is not None
+
+
+class _Registry:
+    """Read-only view of a `.modelreg` directory, just enough for completion."""
+
+    def __init__(self, path: str, environ):
+        self.path = path
+        self.entity = environ.get("MODELREG_ENTITY") or None
+        self.project = environ.get("MODELREG_PROJECT") or None
+        if not (self.entity and self.project):
+            defaults = self._config_defaults()
+            self.entity = self.entity or defaults.get("entity") or "local"
+            self.project = self.project or defaults.get("project") or "default"
+
+    @classmethod
+    def find(cls, root, environ) -> _Registry | None:
+        """`--root`, else MODELREG_DIR, else the nearest `.modelreg` walking up."""
+        root = root or environ.get("MODELREG_DIR")
+        if root:
+            root = os.path.abspath(os.path.expanduser(root))
+            inner = os.path.join(root, ".modelreg")
+            return cls(inner if os.path.isdir(inner) else root, environ)
+        here = os.getcwd()
+        while True:
+            candidate = os.path.join(here, ".modelreg")
+            if os.path.isdir(candidate):
+                return cls(candidate, environ)
+            parent = os.path.dirname(here)
+            if parent == here:
+                return None
+            here = parent
+
+    def _config_defaults(self) -> dict:
+        try:
+            with open(os.path.join(self.path, "config.toml"), "rb") as f:
+                data = f.read()
+        except OSError:
+            return {}
+        if b"defaults" not in data:  # spares the tomllib import on most TABs
+            return {}
+        import tomllib
+
+        try:
+            defaults = tomllib.loads(data.decode()).get("defaults", {})
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+            return {}
+        return defaults if isinstance(defaults, dict) else {}
+
+    def _dir(self, *parts: str) -> str:
+        return os.path.join(self.path, "collections", *parts)
+
+    def _subdirs(self, *parts: str) -> list[str]:
+        try:
+            with os.scandir(self._dir(*parts)) as it:
+                return sorted(e.name for e in it if e.is_dir() and _is_name(e.name))
+        except OSError:
+            return []
+
+    def names(self, incomplete: str, registered: bool = False) -> list[str]:
+        """Collection names as typed: `name`, `project/name` or `entity/project/name`."""
+        parts = incomplete.split("/")
+        if len(parts) == 1:
+            places = [((self.entity, self.project), "")]
+        elif len(parts) == 2:
+            places = [((self.entity, parts[0]), parts[0] + "/")]
+        elif len(parts) == 3:
+            places = [((parts[0], parts[1]), f"{parts[0]}/{parts[1]}/")]
+        else:
+            return []
+        out = []
+        for (entity, project), prefix in places:
+            if not (_is_name(entity) and _is_name(project)):
+                continue
+            for name in self._subdirs(entity, project):
+                if not (prefix + name).startswith(incomplete):
+                    continue
+                kind = self._kind(self._dir(entity, project, name))
+                if kind and (not registered or kind == "registered"):
+                    out.append(prefix + name)
+        if len(parts) == 2 and _is_name(parts[0]):
+            # `entity/` leads on to that entity's projects
+            out += [f"{parts[0]}/{p}/" for p in self._subdirs(parts[0])]
+        return out
+
+    @staticmethod
+    def _kind(path: str) -> str | None:
+        """The collection's kind; None when it is not (or no longer) a collection."""
+        try:
+            with open(os.path.join(path, "collection.json"), "rb") as f:
+                data = f.read()
+        except OSError:
+            return None
+        if b'"registered"' not in data and b'"deleted"' not in data:
+            return "artifact"  # the common case, without importing json
+        import json
+
+        doc = json.loads(data)
+        if not isinstance(doc, dict) or doc.get("deleted"):
+            return None
+        return "registered" if doc.get("kind") == "registered" else "artifact"
+
+    def collection(self, name: str) -> str | None:
+        """The directory of a collection named `name`, `project/name` or `e/p/name`."""
+        parts = name.split("/")
+        if len(parts) > 3 or not all(_is_name(p) for p in parts):
+            return None
+        entity, project = self.entity, self.project
+        if len(parts) == 3:
+            entity, project = parts[0], parts[1]
+        elif len(parts) == 2:
+            project = parts[0]
+        path = self._dir(entity, project, parts[-1])
+        return path if os.path.isfile(os.path.join(path, "collection.json")) else None
+
+    def selectors(self, incomplete: str) -> list[str]:
+        """`name:vN` for live versions, `name:alias` for aliases, and `name:latest`."""
+        name = incomplete.partition(":")[0]
+        path = self.collection(name)
+        if path is None:
+            return []
+        versions = self.live_versions(path)
+        aliases = self.aliases(path) + (["latest"] if versions else [])
+        return [f"{name}:v{n}" for n in versions] + [f"{name}:{a}" for a in sorted(aliases)]
+
+    @staticmethod
+    def live_versions(path: str) -> list[int]:
+        import re
+
+        found = []
+        try:
+            with os.scandir(os.path.join(path, "versions")) as it:
+                for entry in it:
+                    m = re.fullmatch(r"v(0|[1-9][0-9]*)\.json", entry.name)
+                    if m and not _is_tombstone(entry.path):
+                        found.append(int(m.group(1)))
+        except OSError:
+            return []
+        return sorted(found)
+
+    @staticmethod
+    def aliases(path: str) -> list[str]:
+        import re
+
+        try:
+            names = os.listdir(os.path.join(path, "aliases"))
+        except OSError:
+            return []
+        pattern = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+        return sorted(
+            a for a in names if re.fullmatch(pattern, a) and not a.endswith(".lock")
+        )
+
+    def files(self, ref: str) -> list[str]:
+        """Paths inside the version REF names (through a link to its source)."""
+        name, _, selector = ref.partition(":")
+        path = self.collection(name)
+        doc = self._manifest(path, selector or "latest") if path else None
+        source = doc.get("source") if doc else None
+        if isinstance(source, dict):
+            try:
+                path = self._dir(source["entity"], source["project"], source["name"])
+                doc = _load(os.path.join(path, "versions", f"v{int(source['version'])}.json"))
+            except (KeyError, TypeError, ValueError):
+                return []
+        if not doc or doc.get("deleted") is not None:
+            return []
+        files = doc.get("files")
+        if not isinstance(files, list):
+            return []
+        return [f["path"] for f in files if isinstance(f, dict) and isinstance(f.get("path"), str)]
+
+    def _manifest(self, path: str, selector: str) -> dict | None:
+        """The live record a selector names: `vN`, then an alias, then a digest prefix."""
+        import re
+
+        versions = self.live_versions(path)
+        if selector == "latest":
+            number = versions[-1] if versions else None
+        elif re.fullmatch(r"v[0-9]+", selector):
+            number = int(selector[1:])
+        else:
+            number = None
+            try:
+                with open(os.path.join(path, "aliases", selector)) as f:
+                    number = int(f.read().strip().removeprefix("v"))
+            except (OSError, ValueError):
+                if re.fullmatch(r"[0-9a-f]{8,64}", selector):
+                    docs = [_load(os.path.join(path, "versions", f"v{n}.json")) for n in versions]
+                    hits = [d for d in docs if d and str(d.get("digest", "")).startswith(selector)]
+                    return hits[0] if len(hits) == 1 else None
+        if number not in versions:
+            return None
+        return _load(os.path.join(path, "versions", f"v{number}.json"))
+
+
+def _load(path: str) -> dict | None:
+    import json
+
+    try:
+        with open(path, "rb") as f:
+            doc = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _is_tombstone(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return True
+    if b'"deleted"' not in data:  # a live manifest or link, without parsing it
+        return False
+    import json
+
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return True
+    return not isinstance(doc, dict) or "deleted" in doc
+
+
+# --- Shell scripts ----------------------------------------------------------------------
+
+_HEADER = """\
+# {shell} completion for modelreg.
+# Generated by `python -m modelreg.cli.complete --write-scripts`; do not edit.
+# modelreg answers TAB itself (`{var}=complete_{shell}`), from a command table
+# generated from its Typer app, so candidates include registry contents.
+"""
+
+_BASH = r"""
+# Install: `source` this file from ~/.bashrc, or copy it to
+# ~/.local/share/bash-completion/completions/modelreg.
+
+_modelreg_completion() {
+    local IFS=$'\n'
+    # bash splits words at COMP_WORDBREAKS (":" and "=" among them), so "resnet:" would
+    # reach modelreg as "resnet", ":".  Glue back the pieces that the line shows no
+    # whitespace between.
+    local -a words=()
+    local rest=${COMP_LINE:0:COMP_POINT} word i
+    for (( i = 0; i <= COMP_CWORD; i++ )); do
+        word=${COMP_WORDS[i]}
+        if (( i > 0 )) && [[ $rest != [[:space:]]* ]]; then
+            words[${#words[@]}-1]+=$word
+        else
+            words+=("$word")
+        fi
+        rest=${rest#"${rest%%[![:space:]]*}"}
+        rest=${rest#"$word"}
+    done
+    # bash replaces only the text after the last word break; candidates carry the whole
+    # word (or the value after "--option="), so drop what precedes that break.
+    local cur=${words[${#words[@]}-1]} breaks= prefix=
+    [[ $cur == -*=* ]] && cur=${cur#*=}
+    [[ $COMP_WORDBREAKS == *:* ]] && breaks+=:
+    [[ $COMP_WORDBREAKS == *=* ]] && breaks+==
+    [[ -n $breaks && $cur == *["$breaks"]* ]] && prefix=${cur%"${cur##*["$breaks"]}"}
+
+    local out line
+    out=$(env COMP_WORDS="${words[*]}" COMP_CWORD=$(( ${#words[@]} - 1 )) \
+          _MODELREG_COMPLETE_TYPED=1 _MODELREG_COMPLETE=complete_bash "$1" 2>/dev/null)
+    COMPREPLY=()
+    while IFS= read -r line; do
+        case $line in
+            file,*) compopt -o default; COMPREPLY=(); return 0 ;;
+            dir,*) compopt -o dirnames; COMPREPLY=(); return 0 ;;
+            plain,*) line=${line#plain,} ;;
+            '') continue ;;
+        esac
+        COMPREPLY+=("${line#"$prefix"}")
+    done <<< "$out"
+    # a project prefix such as "vision/" is not a finished word
+    if (( ${#COMPREPLY[@]} == 1 )) && [[ ${COMPREPLY[0]} == */ ]]; then
+        compopt -o nospace
+    fi
+    return 0
+}
+
+complete -F _modelreg_completion modelreg
+"""
+
+_ZSH = r"""
+# Install: put this file, named _modelreg, in a directory on $fpath before compinit
+# runs, or `source` it after compinit.
+
+_modelreg() {
+  eval "$(env _TYPER_COMPLETE_ARGS="${words[1,$CURRENT]}" _MODELREG_COMPLETE=complete_zsh modelreg)"
+}
+
+if [[ "$funcstack[1]" == "_modelreg" ]]; then
+  # autoloaded by compinit: this file is the body of _modelreg, so answer now
+  _modelreg "$@"
+else
+  compdef _modelreg modelreg
+fi
+"""
+
+_FISH = r"""
+# Install: copy this file to ~/.config/fish/completions/modelreg.fish.
+
+complete --command modelreg --no-files --arguments "(env _MODELREG_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) modelreg)" --condition "env _MODELREG_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) modelreg"
+"""
+
+SCRIPTS = {"bash": ("modelreg.bash", _BASH), "zsh": ("_modelreg", _ZSH), "fish": ("modelreg.fish", _FISH)}
+
+
+def script(shell: str) -> str:
+    """The completion script committed under `completions/` for a shell."""
+    header = _HEADER.format(shell=shell, var=COMPLETE_VAR)
+    if shell == "zsh":
+        header = "#compdef modelreg\n" + header  # compinit reads only the first line
+    return header + SCRIPTS[shell][1]
+
+
+if __name__ == "__main__":
+    from .completers import main
+
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,133 @@
+"""The console entry point: completion fast path, then the app, then SPEC §4's exit codes.
+
+This is the one place where exceptions become messages and exit codes. It imports
+neither typer nor rich before it knows a command will actually run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+PROG = "modelreg"
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that `finally` blocks clean up temp files."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def _error(message: str, hint: str | None = None) -> None:
+    lines = [f"{PROG}: error: {message}"]
+    if hint:
+        lines.append(f"hint: {hint}")
+    try:
+        sys.stderr.write("\n".join(lines) + "\n")
+        sys.stderr.flush()
+    except OSError:
+        pass
+
+
+def _silence_stdout() -> None:
+    """After the reader closed stdout, keep interpreter shutdown from complaining."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def _usage_message(exc) -> tuple[str, str | None]:
+    message = exc.format_message()
+    ctx = getattr(exc, "ctx", None)
+    command = ctx.command_path if ctx is not None else PROG
+    return message, f"run '{command} --help' for usage"
+
+
+def run(argv: list[str] | None = None) -> int:
+    if os.environ.get("_MODELREG_COMPLETE") and not os.environ.get("MODELREG_COMPLETE_VIA_TYPER"):
+        try:
+            from .complete import serve
+        except ImportError:
+            serve = None
+        if serve is not None:
+            code = serve()
+            if code is not None:
+                return code
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    debug = os.environ.get("MODELREG_DEBUG") == "1"
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
+    try:
+        import typer.main
+        from typer import _click
+
+        from ..errors import Error
+        from .app import app
+        from .output import PipeClosed
+
+        command = typer.main.get_command(app)
+        try:
+            result = command.main(args=args, prog_name=PROG, standalone_mode=False)
+        except PipeClosed:
+            _silence_stdout()
+            return 0
+        except Error as exc:
+            if debug:
+                raise
+            _error(exc.message, exc.hint)
+            return exc.exit_code
+        except _click.exceptions.UsageError as exc:
+            _error(*_usage_message(exc))
+            return 2
+        except _click.exceptions.ClickException as exc:
+            _error(exc.format_message())
+            return exc.exit_code
+        except _click.exceptions.Abort:
+            _error("interrupted")
+            return 130
+        if isinstance(result, int):
+            if result == 130:
+                _error("interrupted")
+            return result
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _silence_stdout()
+        return 0
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+    except Terminated:
+        _error("terminated")
+        return 143
+    except BrokenPipeError:
+        _silence_stdout()
+        return 0
+    except Exception as exc:  # a bug: say so in one line, trace only on request
+        if debug:
+            raise
+        _error(f"internal error: {type(exc).__name__}: {exc}", "rerun with MODELREG_DEBUG=1 and report the traceback")
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def main() -> int:
+    return run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

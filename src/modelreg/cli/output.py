@@ -1,0 +1,144 @@
+"""One object that owns how a command reports: a table for people, --plain, --json, -q.
+
+stdout carries data only; notes and warnings go to stderr (silenced by -q). Rich is
+imported only when a human-readable table is actually drawn.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from contextlib import contextmanager
+
+from ..errors import InvalidInput
+
+
+class PipeClosed(BaseException):
+    """stdout was closed by the reader (`modelreg ls | head -1`): stop quietly.
+
+    A BaseException so that nothing between the write and `main` mistakes it for an
+    error (Typer's own handler would turn a BrokenPipeError into exit 1).
+    """
+
+
+def plain_value(value) -> str:
+    """A value in one tab-separated cell: lists comma-joined, objects as compact JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(plain_value(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+    return str(value).replace("\t", " ").replace("\n", " ")
+
+
+def human_size(size: int | None) -> str:
+    if size is None:
+        return ""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return str(size)
+
+
+def human_time(text: str | None) -> str:
+    """RFC 3339 to `YYYY-MM-DD HH:MM:SS` (UTC), for tables."""
+    if not text:
+        return ""
+    return text[:19].replace("T", " ")
+
+
+class Output:
+    def __init__(self, json_mode: bool = False, plain: bool = False, quiet: bool = False) -> None:
+        chosen = [name for name, on in (("--json", json_mode), ("--plain", plain), ("--quiet", quiet)) if on]
+        if len(chosen) > 1:
+            raise InvalidInput(f"{' and '.join(chosen)} cannot be used together")
+        self.mode = "json" if json_mode else "plain" if plain else "quiet" if quiet else "human"
+        self._console = None
+        self._err_console = None
+
+    @property
+    def quiet(self) -> bool:
+        return self.mode == "quiet"
+
+    # -- stdout ----------------------------------------------------------------------
+
+    def write(self, text: str = "") -> None:
+        try:
+            sys.stdout.write(text + "\n")
+        except BrokenPipeError:
+            raise PipeClosed() from None
+
+    def flush(self) -> None:
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            raise PipeClosed() from None
+
+    def json(self, document) -> None:
+        self.write(json.dumps(document, indent=2, ensure_ascii=False))
+
+    def rows(self, rows) -> None:
+        for row in rows:
+            self.write("\t".join(plain_value(v) for v in row))
+
+    def lines(self, lines) -> None:
+        for line in lines:
+            self.write(str(line))
+
+    @property
+    def console(self):
+        if self._console is None:
+            from rich.console import Console
+
+            # Off a terminal nothing is truncated: a pipe gets every column in full.
+            self._console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 10_000,
+                                    highlight=False)
+        return self._console
+
+    def table(self, columns: list[str], rows: list[list], title: str | None = None, empty: str | None = None) -> None:
+        if not rows and empty:
+            self.note(empty)
+            return
+        from rich import box
+        from rich.table import Table
+
+        table = Table(*columns, title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        for row in rows:
+            table.add_row(*[str(c) if c is not None else "" for c in row])
+        self.render(table)
+
+    def render(self, renderable) -> None:
+        try:
+            self.console.print(renderable)
+        except BrokenPipeError:
+            raise PipeClosed() from None
+
+    # -- stderr ----------------------------------------------------------------------
+
+    def note(self, message: str) -> None:
+        if not self.quiet:
+            print(f"modelreg: {message}", file=sys.stderr)
+
+    def warn(self, message: str) -> None:
+        if not self.quiet:
+            print(f"modelreg: warning: {message}", file=sys.stderr)
+
+    @contextmanager
+    def progress(self, description: str, total: int):
+        """Yields an advance(n) callback; draws a bar only on a terminal, and not with -q."""
+        if self.quiet or not sys.stderr.isatty() or total < 64 * 1024 * 1024 or os.environ.get("TERM") == "dumb":
+            yield lambda n: None
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+        with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                      TransferSpeedColumn(), console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task(description, total=total)
+            yield lambda n: bar.advance(task, n)
