@@ -614,7 +614,7 @@ class Registry:
             match = VERSION_RE.fullmatch(parsed.selector)
             if match:
                 number = int(match.group(1))
-                events = [e for e in events if e.get("version") == number and "alias" not in e or e.get("to") == number]
+                events = [e for e in events if e.get("version") == number]
             else:
                 events = [e for e in events if e.get("alias") == parsed.selector]
         shown = []
