@@ -620,6 +620,7 @@ class Registry:
         shown = []
         for event in events:
             item = {k: v for k, v in event.items() if k != "holder"}
+            item.setdefault("version", None)  # SPEC §3: every history object has `version`
             if isinstance(item.get("source"), str):
                 item["source"] = self._short_full_ref(item["source"])
             shown.append(item)

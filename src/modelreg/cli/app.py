@@ -103,7 +103,7 @@ def _aliases_text(aliases) -> str:
 @app.command()
 def init(
     ctx: typer.Context,
-    directory: Annotated[Path, typer.Argument(metavar="[DIR]", help="Where to create .modelreg [default: the current directory].")] = Path("."),
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Where to create .modelreg [default: the current directory].")] = Path("."),
     json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Create a registry in DIR/.modelreg; running it again changes nothing.
@@ -128,7 +128,7 @@ def init(
 @app.command()
 def log(
     ctx: typer.Context,
-    paths: Annotated[list[Path], typer.Argument(metavar="PATH...", help="A directory (its contents become the version's root), or files.")],
+    paths: Annotated[list[Path], typer.Argument(metavar="PATH", help="A directory (its contents become the version's root), or files.")],
     name: Annotated[Optional[str], typer.Option("-n", "--name", metavar="NAME", help="Artifact name, optionally entity/project/name [default: the basename of the single PATH].")] = None,
     alias: AliasOpt = None,
     meta: Annotated[Optional[list[str]], typer.Option("-m", "--meta", metavar="KEY=VALUE", help="Metadata; VALUE is parsed as JSON when it parses, else kept as a string (repeatable).")] = None,
@@ -228,7 +228,7 @@ def link(
 def alias(
     ctx: typer.Context,
     ref: Annotated[str, typer.Argument(metavar="REF", help="The version (or, with --delete and no selector, the collection).")],
-    aliases: Annotated[list[str], typer.Argument(metavar="ALIAS...", help="Aliases to set, move or (with --delete) remove.")],
+    aliases: Annotated[list[str], typer.Argument(metavar="ALIAS", help="Aliases to set, move or (with --delete) remove.")],
     delete: Annotated[bool, typer.Option("--delete", help="Remove the aliases instead of setting them.")] = False,
     expect: Annotated[Optional[str], typer.Option("--expect", metavar="SELECTOR", help="Change nothing unless every alias now points at SELECTOR (v<N>, an alias, or 'none' for unset).")] = None,
     force: ForceOpt = False, reason: ReasonOpt = None,
@@ -270,7 +270,7 @@ def alias(
 @app.command()
 def ls(
     ctx: typer.Context,
-    target: Annotated[Optional[str], typer.Argument(metavar="[NAME|REF|PROJECT/]", help="Nothing: every collection; PROJECT/: one project's; NAME: its versions; REF: that version's files.")] = None,
+    target: Annotated[Optional[str], typer.Argument(metavar="NAME|REF|PROJECT/", help="Nothing: every collection; PROJECT/: one project's; NAME: its versions; REF: that version's files.")] = None,
     kind: Annotated[Optional[str], typer.Option("--kind", metavar="KIND", help="Only artifacts or only registered models (artifact|registered).")] = None,
     sort: Annotated[Optional[str], typer.Option("--sort", metavar="FIELD", help="Sort versions by version, created, size or metadata.KEY; prefix - for descending.")] = None,
     where: Annotated[Optional[list[str]], typer.Option("--where", metavar="metadata.KEY=VALUE", help="Keep versions whose metadata KEY equals VALUE (JSON when it parses; repeatable).")] = None,

@@ -82,6 +82,9 @@ def run(argv: list[str] | None = None) -> int:
                 raise
             _error(exc.message, exc.hint)
             return exc.exit_code
+        except _click.exceptions.NoArgsIsHelpError as exc:
+            _error("missing command", f"run '{exc.ctx.command_path} --help' to list the commands")
+            return 2
         except _click.exceptions.UsageError as exc:
             _error(*_usage_message(exc))
             return 2
