@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import manifest as mf
-from .errors import Conflict, Error, IntegrityError, NotFound
+from .errors import Conflict, IntegrityError, NotFound
 from .locks import FileLock
 from .refs import ALIAS_RE, CollectionId
-from .util import create_file, fsync_dir, now, replace_file, write_temp
+from .util import create_file, fsync_dir, now, replace_file, rfc3339
 
 VERSION_FILE = re.compile(r"v([0-9]+)\.json")
 ALIAS_LINE = re.compile(r"v([0-9]+)\n?")
@@ -236,6 +236,14 @@ class Collection:
                 os.fsync(fd)
         finally:
             os.close(fd)
+
+    def history_time(self) -> str:
+        """When history was last appended to (RFC 3339), without reading it; '' if never."""
+        try:
+            mtime = os.stat(self.history_path).st_mtime
+        except FileNotFoundError:
+            return ""
+        return rfc3339(mtime)
 
     def history(self) -> list[dict]:
         try:

@@ -595,10 +595,7 @@ class Registry:
                     src = self._summary(CollectionId(s.source["entity"], s.source["project"], s.source["name"]),
                                         s.source["version"]) if s.source else None
                     size += src.size if src and src.digest == s.digest else 0
-            times = [s.created for s in summaries] + [coll.info.get("created", "")]
-            history = coll.history()
-            if history:
-                times.append(str(history[-1].get("time", "")))
+            times = [s.created for s in summaries] + [coll.info.get("created", ""), coll.history_time()]
             result.append(CollectionInfo(cid.name, cid.entity, cid.project, coll.kind, len(live),
                                          live[-1].version if live else None, coll.aliases(), size, max(times),
                                          display=self.short(cid)))

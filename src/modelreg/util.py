@@ -8,9 +8,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 
+def rfc3339(timestamp: float | None = None) -> str:
+    """RFC 3339 UTC with microseconds (now, or a POSIX timestamp), sortable as text."""
+    moment = datetime.now(timezone.utc) if timestamp is None else datetime.fromtimestamp(timestamp, timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def now() -> str:
-    """RFC 3339 UTC with microseconds, sortable as text."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return rfc3339()
 
 
 def write_temp(tmp_dir: Path, data: bytes, fsync: bool, prefix: str = "rec") -> Path:
