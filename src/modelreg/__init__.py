@@ -24,6 +24,7 @@ _EXPORTS = {
     "AliasResult": "records",
     "PullResult": "records",
     "DiffResult": "records",
+    "Deleted": "records",
     "FileEntry": "manifest",
 }
 

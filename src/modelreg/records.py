@@ -131,7 +131,8 @@ class DiffResult:
     added: tuple[str, ...]
     removed: tuple[str, ...]
     changed: tuple[str, ...]
-    metadata: dict
+    metadata: dict  # key -> (old, new); None on a side where the key is missing
+    present: dict = field(default_factory=dict)  # key -> (in old, in new)
 
     def to_json(self) -> dict:
         return {"added": list(self.added), "removed": list(self.removed), "changed": list(self.changed),
@@ -140,3 +141,15 @@ class DiffResult:
     @property
     def same(self) -> bool:
         return not (self.added or self.removed or self.changed or self.metadata)
+
+
+@dataclass(frozen=True)
+class Deleted:
+    """One version removed by `rm`, with the aliases removed along with it."""
+
+    ref: str
+    version: int
+    aliases: tuple[str, ...] = ()
+
+    def to_json(self) -> dict:
+        return {"ref": self.ref, "version": self.version, "aliases": list(self.aliases)}

@@ -17,7 +17,7 @@ from .collections import Collection, Summary, iter_collection_ids
 from .config import REGISTRY_DIR, Config, default_location, find_registry
 from .errors import Conflict, Error, InvalidInput, IntegrityError, NotFound
 from .locks import WriterRegistration
-from .records import (AliasResult, CollectionInfo, DiffResult, LogResult, PullResult, VersionInfo)
+from .records import AliasResult, CollectionInfo, Deleted, DiffResult, LogResult, PullResult, VersionInfo
 from .refs import (DIGEST_PREFIX_RE, LATEST, VERSION_RE, CollectionId, Ref, format_ref, parse_collection,
                    parse_ref, validate_alias, validate_name)
 from .scan import basename, scan
@@ -107,6 +107,14 @@ class Registry:
         validate_name(self.project, "project")
         self.fsync = bool(self.config.get("core.fsync"))
         self.store = Store(self.path, fsync=self.fsync)
+        self.created = False  # True when this call made the registry
+
+    @classmethod
+    def _made(cls, target: Path, notify) -> "Registry":
+        path, created = _create_registry(target)
+        registry = cls(path, notify)
+        registry.created = created
+        return registry
 
     # -- opening ---------------------------------------------------------------------
 
@@ -121,17 +129,17 @@ class Registry:
         target = Path(path).absolute()
         if target.name != REGISTRY_DIR:
             target = target / REGISTRY_DIR
-        return cls(_create_registry(target), notify)
+        return cls._made(target, notify)
 
     @classmethod
     def open_or_init(cls, root=None, notify=None) -> "Registry":
         try:
             return cls.open(root, notify)
         except NotFound:
-            location = default_location(root)
-            if notify:
-                notify(f"created a new registry at {location}")
-            return cls(_create_registry(location), notify)
+            registry = cls._made(default_location(root), notify)
+            if registry.created and notify:
+                notify(f"created a new registry at {registry.path}")
+            return registry
 
     # -- refs ------------------------------------------------------------------------
 
@@ -241,9 +249,9 @@ class Registry:
         if ":" in name:
             raise InvalidInput(f"invalid name {name!r}: a name for log takes no selector")
         cid = parse_collection(name, self.entity, self.project)
-        aliases = _unique([validate_alias(a) for a in aliases])
+        aliases = _unique([validate_alias(a) for a in _listed(aliases)])
         metadata = check_metadata(dict(metadata or {}))
-        input_records = [self._input(text) for text in inputs]
+        input_records = [self._input(text) for text in _listed(inputs)]
         files = scan(paths, exclude, self.notify)
         coll = self.collection(cid)
         if coll.exists() and coll.kind != "artifact":
@@ -259,8 +267,8 @@ class Registry:
             with coll.lock(self._on_break(coll)):
                 for s in coll.live():
                     if s.digest == digest:
-                        self.notify(f"content unchanged: {self.short(cid, s.version)} already holds these files")
                         self._apply_aliases(coll, s.version, aliases, force, reason, expect=None)
+                        self.notify(f"content unchanged: {self.short(cid, s.version)} already holds these files")
                         return self._log_result(coll, s.version, digest, new=False)
                 current = coll.aliases()
                 self._check_alias_changes(coll, current, None, aliases, force, expect=None)
@@ -330,12 +338,14 @@ class Registry:
         compare-and-swap target: a number, "none" for unset, or None for no check.
         """
         folded = {a.casefold(): a for a in current}
+        folded[LATEST] = LATEST  # computed, yet an alias of every collection all the same
         protected = self._protected()
         for alias in aliases:
             other = folded.get(alias.casefold())
             if other is not None and other != alias:
                 raise Conflict(f"alias {alias!r} clashes with existing alias {other!r} of {self.short(coll.id)}",
                                hint="aliases of one collection may not differ only by case")
+            folded[alias.casefold()] = alias  # two new aliases of one command may not clash either
             if expect is not None:
                 actual = current.get(alias)
                 if (expect == "none" and actual is not None) or (expect != "none" and actual != expect):
@@ -375,6 +385,10 @@ class Registry:
             return None
         if expect == "none":
             return "none"
+        match = VERSION_RE.fullmatch(expect)
+        if match:
+            # No alias points at a deleted or unknown number, so expecting one is stale (exit 4), not "not found".
+            return int(match.group(1))
         return self._select(coll, expect)
 
     def alias(self, ref: str, aliases, *, expect: str | None = None, force: bool = False,
@@ -392,8 +406,12 @@ class Registry:
             changed = self._apply_aliases(coll, number, aliases, force, reason, self._expect_number(coll, expect))
         return AliasResult(self.short(coll.id, number), self._aliases_of(coll, number), tuple(changed))
 
-    def unalias(self, ref: str, aliases, *, force: bool = False, reason: str | None = None) -> list[str]:
-        """Remove aliases; a bare name means wherever they point, `name:sel` must match."""
+    def unalias(self, ref: str, aliases, *, force: bool = False, reason: str | None = None) -> dict[str, str]:
+        """Remove aliases, all or none; returns alias -> the ref it pointed at.
+
+        A bare name removes each alias wherever it points; `name:sel` requires that
+        each points at that version.
+        """
         aliases = _unique([validate_alias(a) for a in (aliases if not isinstance(aliases, str) else [aliases])])
         if not aliases:
             raise InvalidInput("no alias given")
@@ -417,7 +435,7 @@ class Registry:
                 events.append(self._event("alias-removed", alias=alias, version=current[alias], reason=reason,
                                           **{"from": current[alias]}))
             coll.append_history(events)
-        return aliases
+        return {alias: self.short(coll.id, current[alias]) for alias in aliases}
 
     def _aliases_of(self, coll: Collection, number: int) -> tuple[str, ...]:
         names = [a for a, n in coll.aliases().items() if n == number]
@@ -429,7 +447,7 @@ class Registry:
 
     def link(self, ref: str, registered: str, *, aliases=(), description: str = "", force: bool = False,
              reason: str | None = None) -> LogResult:
-        aliases = _unique([validate_alias(a) for a in aliases])
+        aliases = _unique([validate_alias(a) for a in _listed(aliases)])
         if ":" in registered:
             raise InvalidInput(f"invalid registered model {registered!r}: it takes no selector")
         target_id = parse_collection(registered, self.entity, self.project)
@@ -631,16 +649,17 @@ class Registry:
         removed = tuple(sorted(set(lf) - set(rf)))
         changed = tuple(sorted(p for p in set(lf) & set(rf)
                                if (lf[p].digest, lf[p].executable) != (rf[p].digest, rf[p].executable)))
-        meta = {}
+        meta, present = {}, {}
         for key in sorted(set(left.metadata) | set(right.metadata)):
+            sides = (key in left.metadata, key in right.metadata)
             old, new = left.metadata.get(key), right.metadata.get(key)
-            if old != new or (key in left.metadata) != (key in right.metadata):
-                meta[key] = (old, new)
-        return DiffResult(added, removed, changed, meta)
+            if old != new or type(old) is not type(new) or sides[0] != sides[1]:
+                meta[key], present[key] = (old, new), sides
+        return DiffResult(added, removed, changed, meta, present)
 
     # -- rm --------------------------------------------------------------------------
 
-    def rm(self, ref: str, *, all: bool = False, force: bool = False, reason: str | None = None) -> list[str]:
+    def rm(self, ref: str, *, all: bool = False, force: bool = False, reason: str | None = None) -> list[Deleted]:
         """Delete a version (or every version with all=True), leaving tombstones."""
         parsed = self.parse(ref)
         coll = self.existing(parsed.collection)
@@ -672,7 +691,7 @@ class Registry:
                 digest = record.source_digest if isinstance(record, mf.LinkRecord) else record.digest
                 coll.replace_record(mf.Tombstone(n, digest, now()))
                 events.append(self._event("deleted", version=n, reason=reason))
-                deleted.append(self.short(coll.id, n))
+                deleted.append(Deleted(self.short(coll.id, n), n, tuple(holders[n])))
             if all:
                 events.append(self._event("collection-deleted", reason=reason))
             coll.append_history(events)
@@ -720,6 +739,11 @@ class Registry:
 
 def _unique(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
+
+
+def _listed(items) -> list[str]:
+    """One string is one item (`aliases="best"`), not a sequence of one-letter aliases."""
+    return [items] if isinstance(items, str) else list(items)
 
 
 def _field_value(row: VersionInfo, field: str):
@@ -782,16 +806,19 @@ def _filter(rows: list[VersionInfo], where) -> list[VersionInfo]:
     return rows
 
 
-def _create_registry(target: Path) -> Path:
-    """Create a registry atomically: build it beside `target`, then rename into place."""
+def _create_registry(target: Path) -> tuple[Path, bool]:
+    """Create a registry atomically (built beside `target`, then renamed into place).
+
+    Returns the path and whether this call created it.
+    """
     if (target / "config.toml").is_file():
-        return target
+        return target, False
     parent = target.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
         if target.is_dir():
             _populate(target)  # an empty .modelreg made by hand: fill it in place
-            return target
+            return target, True
         staging = parent / f".modelreg-init-{os.getpid()}-{os.urandom(4).hex()}"
         staging.mkdir()
         try:
@@ -801,12 +828,13 @@ def _create_registry(target: Path) -> Path:
             except OSError:
                 if not (target / "config.toml").is_file():
                     raise
+                return target, False  # a parallel first `log` made it: share that one
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
     except OSError as exc:
         raise io_error(exc, f"creating a registry at {target}") from None
-    return target
+    return target, True
 
 
 def _populate(path: Path) -> None:

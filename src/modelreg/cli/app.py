@@ -20,8 +20,6 @@ from .output import Output, human_size, human_time
 
 app = typer.Typer(
     name="modelreg",
-    help="A local, git-like model registry: log model versions, link them into registered "
-    "models, move lifecycle aliases, pull exact files back.",
     add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -117,7 +115,9 @@ def init(
     root = state(ctx).root
     reg = Registry.init(root if root is not None and directory == Path(".") else directory, notify=out.note)
     if out.mode == "json":
-        out.json({"path": str(reg.path)})
+        out.json({"path": str(reg.path), "new": reg.created})
+    elif out.mode == "plain":
+        out.rows([[str(reg.path), reg.created]])
     else:
         out.write(str(reg.path))
 
@@ -156,13 +156,33 @@ def log(
     metadata.update(parse_metadata_items(meta or []))
     if len(paths) > 1 and not name:
         raise InvalidInput("several paths need a name", hint="add -n NAME")
-    reg = state(ctx).open_or_init(out)
+    try:
+        reg = state(ctx).open(out)
+    except NotFound:
+        if input_:
+            raise  # an input names a version, which needs an existing registry
+        _check_log_input(paths, name, alias or [], exclude or [])
+        reg = state(ctx).open_or_init(out)
     total = _source_bytes(paths)
     with out.progress("logging", total) as advance:
         result = reg.log([str(p) for p in paths], name, aliases=alias or [], metadata=metadata,
                          description=description, run=run, inputs=input_ or [], exclude=exclude or [],
                          force=force, reason=reason, on_progress=advance)
     _print_logged(out, result)
+
+
+def _check_log_input(paths: list[Path], name: Optional[str], aliases: list[str], exclude: list[str]) -> None:
+    """Refuse bad input before a first `log` creates a registry: a refused log writes nothing."""
+    from ..refs import parse_collection, validate_alias
+    from ..scan import basename, scan
+
+    name = name or basename(paths[0])
+    if ":" in name:
+        raise InvalidInput(f"invalid name {name!r}: a name for log takes no selector")
+    parse_collection(name, "local", "default")
+    for item in aliases:
+        validate_alias(item)
+    scan([str(p) for p in paths], exclude)
 
 
 def _source_bytes(paths: list[Path]) -> int:
@@ -183,7 +203,8 @@ def _print_logged(out: Output, result) -> None:
     if out.mode == "json":
         out.json(result.to_json())
     elif out.mode == "plain":
-        row = [result.ref, result.collection, result.version, result.digest, result.new, list(result.aliases)]
+        row = [result.ref, result.collection, result.entity, result.project, result.version, result.digest,
+               list(result.aliases), result.new]
         out.rows([row + ([result.source] if result.source is not None else [])])
     else:
         out.write(result.ref)
@@ -249,7 +270,9 @@ def alias(
             raise InvalidInput("--expect cannot be used with --delete", hint="give the version as REF: name:v<N>")
         removed = reg.unalias(ref, aliases, force=force, reason=reason)
         if out.mode == "json":
-            out.json({"removed": removed})
+            out.json({"removed": [{"alias": a, "ref": r} for a, r in removed.items()]})
+        elif out.mode == "plain":
+            out.rows(removed.items())
         else:
             out.lines(removed)
         return
@@ -308,8 +331,8 @@ def _ls_collections(out: Output, collections) -> None:
     elif out.mode == "quiet":
         out.lines(c.display for c in collections)
     elif out.mode == "plain":
-        out.rows([c.display, c.kind, c.versions, c.latest, [f"{a}=v{n}" for a, n in c.aliases.items()],
-                  c.size, c.updated] for c in collections)
+        out.rows([c.name, c.entity, c.project, c.kind, c.versions, c.latest, c.aliases, c.size, c.updated]
+                 for c in collections)
     else:
         out.table(["name", "kind", "versions", "latest", "aliases", "size", "updated"],
                   [[c.display, c.kind, c.versions, "" if c.latest is None else f"v{c.latest}",
@@ -323,8 +346,8 @@ def _ls_versions(out: Output, versions) -> None:
     elif out.mode == "quiet":
         out.lines(v.ref for v in versions)
     elif out.mode == "plain":
-        out.rows([v.ref, v.version, list(v.aliases), v.digest, v.size, v.file_count, v.created, list(v.links)]
-                 + ([v.source] if v.kind == "registered" else []) for v in versions)
+        out.rows([v.ref, v.version, list(v.aliases), v.digest, v.size, v.file_count, v.created, list(v.links),
+                  v.source, v.metadata] for v in versions)
     else:
         registered = bool(versions) and versions[0].kind == "registered"
         columns = ["version", "aliases", "digest", "size", "files", "created"] + (["source"] if registered else ["links"])
@@ -374,22 +397,21 @@ def show(
     elif out.mode == "quiet":
         out.write(info.ref)
     elif out.mode == "plain":
-        for key, value in _show_fields(info):
-            out.rows([[key, value]])
-        out.rows(["file", f.path, f.size, f.digest, f.executable] for f in info.files)
+        out.rows(_show_rows(info))
     else:
         _show_panel(out, info)
 
 
-def _show_fields(info) -> list[tuple[str, object]]:
-    fields = [("ref", info.ref), ("kind", info.kind), ("version", info.version), ("digest", info.digest),
-              ("size", info.size), ("created", info.created), ("aliases", list(info.aliases))]
-    if info.kind == "registered":
-        fields += [("source", info.source), ("dangling", info.dangling)]
-    fields += [("description", info.description), ("metadata", info.metadata),
-               ("inputs", [f"{i.get('ref')}@{i.get('digest', '')[:12]}" for i in info.inputs]),
-               ("producer", info.producer), ("links", list(info.links))]
-    return fields
+def _show_rows(info) -> list[list]:
+    """`show --plain`: field<TAB>value lines in modelreg-show(1)'s order."""
+    rows = [[key, getattr(info, key)] for key in ("ref", "collection", "entity", "project", "kind", "version",
+                                                 "digest", "size", "created")]
+    rows += [["aliases", list(info.aliases)], ["metadata", info.metadata], ["description", info.description]]
+    rows += [["input", i.get("ref"), i.get("digest")] for i in info.inputs]
+    rows += [["producer", info.producer], ["links", list(info.links)], ["source", info.source],
+             ["dangling", info.dangling]]
+    rows += [["file", f.path, f.size, f.digest, f.executable] for f in info.files]
+    return rows
 
 
 def _show_panel(out: Output, info) -> None:
@@ -468,7 +490,7 @@ def pull(
     if out.mode == "json":
         out.json(result.to_json())
     elif out.mode == "plain":
-        out.rows([[result.path, result.ref, result.files, result.bytes, result.mode]])
+        out.rows([[result.ref, result.path, result.files, result.bytes, result.mode]])
     else:
         out.write(result.path)
 
@@ -501,9 +523,12 @@ def diff(
     if out.mode == "quiet":
         out.lines(sorted((*result.added, *result.removed, *result.changed)))
         return
-    rows = [["added", p] for p in result.added] + [["removed", p] for p in result.removed] + \
-           [["changed", p] for p in result.changed]
-    meta = [["metadata", k, json.dumps(old), json.dumps(new)] for k, (old, new) in result.metadata.items()]
+    files = sorted([("added", p) for p in result.added] + [("removed", p) for p in result.removed]
+                   + [("changed", p) for p in result.changed], key=lambda row: row[1])
+    rows = [[change, path, None, None] for change, path in files]
+    meta = [["metadata", key, *(_compact(value) if present else None
+                                for value, present in zip(values, result.present[key]))]
+            for key, values in result.metadata.items()]
     if out.mode == "plain":
         out.rows(rows + meta)
         return
@@ -511,9 +536,13 @@ def diff(
         out.note("no differences")
         return
     if rows:
-        out.table(["status", "path"], rows)
+        out.table(["change", "path"], [row[:2] for row in rows])
     if meta:
-        out.table(["metadata", "old", "new"], [m[1:] for m in meta])
+        out.table(["metadata", "old", "new"], [[m[1], m[2] or "-", m[3] or "-"] for m in meta])
+
+
+def _compact(value) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
 
 
 # -- history ---------------------------------------------------------------------------
@@ -573,9 +602,11 @@ def rm(
     reg = state(ctx).open(out)
     deleted = reg.rm(ref, all=all_, force=force, reason=reason)
     if out.mode == "json":
-        out.json({"deleted": deleted})
+        out.json({"deleted": [d.to_json() for d in deleted]})
+    elif out.mode == "plain":
+        out.rows([d.ref, d.version, list(d.aliases)] for d in deleted)
     else:
-        out.lines(deleted)
+        out.lines(d.ref for d in deleted)
 
 
 # -- config ----------------------------------------------------------------------------
@@ -605,8 +636,7 @@ def config_get(ctx: typer.Context, key: KeyArg,
 
 @config_app.command("set")
 def config_set(ctx: typer.Context, key: KeyArg,
-               value: Annotated[str, typer.Argument(metavar="VALUE", help="The new value; a list takes comma-separated values.")],
-               json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False) -> None:
+               value: Annotated[str, typer.Argument(metavar="VALUE", help="The new value; a list takes comma-separated values.")]) -> None:
     """Set a key in .modelreg/config.toml.
 
     \b
@@ -614,37 +644,22 @@ def config_set(ctx: typer.Context, key: KeyArg,
       $ modelreg config set pull.mode hardlink
       $ modelreg config set aliases.protected production,staging
     """
-    from ..config import format_value
-
-    out = Output(json_mode, plain, quiet)
-    reg = state(ctx).open(out)
-    reg.config_set(key, value)
-    if out.mode == "json":
-        out.json({"key": key, "value": reg.config.get(key)})
-    elif out.mode != "quiet":
-        out.write(format_value(reg.config.get(key)))
+    state(ctx).open(Output()).config_set(key, value)
 
 
 @config_app.command("unset")
-def config_unset(ctx: typer.Context, key: KeyArg,
-                 json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False) -> None:
+def config_unset(ctx: typer.Context, key: KeyArg) -> None:
     """Remove a key, so its default applies again.
 
     \b
     Examples:
       $ modelreg config unset pull.mode
     """
-    from ..config import check_key, format_value
+    from ..config import check_key
 
-    out = Output(json_mode, plain, quiet)
-    reg = state(ctx).open(out)
-    removed = reg.config_unset(check_key(key))
-    if not removed:
+    out = Output()
+    if not state(ctx).open(out).config_unset(check_key(key)):
         out.note(f"{key} was not set")
-    if out.mode == "json":
-        out.json({"key": key, "value": reg.config.get(key), "removed": removed})
-    elif out.mode != "quiet":
-        out.write(format_value(reg.config.get(key)))
 
 
 @config_app.command("list")

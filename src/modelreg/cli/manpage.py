@@ -122,9 +122,14 @@ def _choices(param: Any) -> list[str] | None:
 
 
 def _metavar(param: Any) -> str:
-    if param.metavar:
-        return param.metavar
-    return (param.name or "value").upper()
+    """The bare value name: Typer metavars often carry their own `[...]` or `...`,
+    which the synopsis adds itself."""
+    if not param.metavar:
+        return (param.name or "value").upper()
+    core = param.metavar.strip()
+    if core.startswith("[") and core.endswith("]"):
+        core = core[1:-1]
+    return core.removesuffix("...")
 
 
 def _default_text(param: Any) -> str | None:
@@ -189,25 +194,25 @@ def _arg(text: str) -> str:
 
 
 def _bold(text: str) -> str:
-    # \% stops hyphenation inside a literal such as `.modelreg` or an option name.
-    return r"\fB\%" + esc(text) + r"\fR"
+    return r"\fB" + esc(text) + r"\fR"
 
 
 def _ital(text: str) -> str:
-    return r"\fI\%" + esc(text) + r"\fR"
+    return r"\fI" + esc(text) + r"\fR"
 
 
 _CODE = re.compile(r"`([^`]+)`")
 _PAGE_REF = re.compile(r"([\w.-]+)\((\d)\)")
+_EMPH = re.compile(r"(?<![\w*])\*([A-Za-z](?:[\w ./=-]*[\w./=-])?)\*(?![\w*])")
 
 
 def _page_ref(name: str, section: str = "1") -> str:
     return rf"\fB{esc(name)}\fR({section})"
-_EMPH = re.compile(r"(?<![\w*])\*([A-Za-z][\w./=-]*)\*(?![\w*])")
 
 
 def inline(text: str) -> str:
-    """Escape text with light markup: `code` is bold, *METAVAR* italic."""
+    """Escape text with light markup: `code` is bold, `page(1)` a page reference,
+    *METAVAR* italic."""
     pieces = []
     pos = 0
     for m in _CODE.finditer(text):
@@ -220,7 +225,7 @@ def inline(text: str) -> str:
 
 
 # Break after a sentence so roff puts sentence spacing there and diffs stay small.
-_SENTENCE_END = re.compile(r"(?<=[a-z0-9)\]`][.!?]) +(?=[A-Z`*(])")
+_SENTENCE_END = re.compile(r"(?<=[a-z0-9)\]`][.!?])(?<!e\.g\.)(?<!i\.e\.) +(?=[A-Z`*(])")
 
 
 def _text_lines(text: str) -> list[str]:
@@ -231,7 +236,19 @@ def _text_lines(text: str) -> list[str]:
             pieces.append(text[start : m.start()])
             start = m.end()
     pieces.append(text[start:])
-    return [_line(inline(p)) for p in pieces]
+    return [_line(ln) for p in pieces for ln in _wrap(inline(p))]
+
+
+def _wrap(text: str, width: int = 80) -> list[str]:
+    """Break a rendered sentence at spaces; roff refills it, and short source lines
+    keep diffs readable."""
+    lines: list[str] = []
+    for word in text.split(" "):
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines
 
 
 def prose_to_roff(text: str | None) -> list[str]:
@@ -277,7 +294,8 @@ def _definitions(lines: list[str]) -> list[str]:
 
 
 def _literal(lines: list[str]) -> list[str]:
-    return [".PP", ".RS 4", ".EX", *(_line(esc(ln)) if ln else r"\&" for ln in lines), ".EE", ".RE"]
+    body = [_line(esc(ln.rstrip())) if ln.strip() else r"\&" for ln in lines]
+    return [".PP", ".RS 4", ".EX", *body, ".EE", ".RE"]
 
 
 def _tidy(lines: list[str]) -> list[str]:
@@ -301,11 +319,15 @@ def _tidy(lines: list[str]) -> list[str]:
 def _option_tag(param: Any) -> str:
     """OPTIONS list tag: `-o, --out DIR` (bold names, italic value)."""
     if not _is_option(param):
-        return _ital(_metavar(param)) + ("..." if param.nargs == -1 else "")
+        return _argument(param)
     names = ", ".join(_bold(o) for o in [*param.opts, *param.secondary_opts])
     if _is_flag(param):
         return names
     return names + " " + _value_spec(param)
+
+
+def _argument(param: Any) -> str:
+    return _ital(_metavar(param)) + ("..." if param.nargs == -1 else "")
 
 
 def _value_spec(param: Any) -> str:
@@ -317,8 +339,7 @@ def _value_spec(param: Any) -> str:
 
 def _synopsis_item(param: Any) -> str:
     if not _is_option(param):
-        item = _ital(_metavar(param)) + ("..." if param.nargs == -1 else "")
-        return item if param.required else f"[{item}]"
+        return _argument(param) if param.required else f"[{_argument(param)}]"
     short = [o for o in param.opts if re.fullmatch(r"-[^-]", o)]
     name = (short or param.opts)[0]
     if param.secondary_opts:
@@ -350,7 +371,8 @@ def _option_entries(params: list[Any]) -> list[str]:
             notes.append(help_text if help_text.endswith((".", "!", "?")) else help_text + ".")
         if param.required and _is_option(param):
             notes.append("Required.")
-        if _is_variadic(param) and _is_option(param):
+        repeat_said = re.search(r"repeatable|more than once", help_text, re.I)
+        if _is_variadic(param) and _is_option(param) and not repeat_said:
             notes.append("May be given more than once.")
         default = _default_text(param)
         if default is not None:
@@ -380,6 +402,7 @@ def _output(prose: Mapping[str, Any], prog: str) -> list[str]:
     out = prose_to_roff(prose.get("output"))
     columns: Mapping[str, list[str]] = prose.get("plain_columns", {})
     rows: Mapping[str, str] = prose.get("plain_rows", {})
+    fields: Mapping[str, list[str]] = prose.get("plain_fields", {})
     if columns:
         out += [".SS " + _arg(esc("--plain"))]
         out += _text_lines(
@@ -389,6 +412,8 @@ def _output(prose: Mapping[str, Any], prog: str) -> list[str]:
         for form, cols in columns.items():
             what = f"one line per {rows[form]}" if form in rows else "one line"
             line = what[0].upper() + what[1:] + ": " + ", ".join(f"*{c}*" for c in cols) + "."
+            if form in fields:
+                line += " Fields, in this order: " + ", ".join(f"`{f}`" for f in fields[form]) + "."
             out += [".TP", _line(_bold(f"{prog} {form}")), *_text_lines(line)]
     keys: Mapping[str, list[str]] = prose.get("json_keys", {})
     shapes: Mapping[str, str] = prose.get("json_shape", {})
@@ -411,14 +436,27 @@ def _environment(top: Mapping[str, Any], prose: Mapping[str, Any]) -> list[str]:
     return out or _text_lines("None.")
 
 
+def _description(help_parts: HelpParts, prose: Mapping[str, Any]) -> list[str]:
+    # The prose is written to be the whole story; the --help body is only the short
+    # version of it, so it fills in where no prose was written.
+    if prose.get("description"):
+        return prose_to_roff(prose["description"])
+    return prose_to_roff("\n\n".join(help_parts.body))
+
+
 def _header(title: str, source: str, prog: str) -> list[str]:
     # The date field stays empty: a page must not change when nothing else did.
     return [
-        f".\\\" Generated by {prog}.cli.manpage from the command tree and cli/manprose.py.",
-        ".\\\" Do not edit; run `python -m modelreg.cli.manpage` to regenerate.".replace(
-            "modelreg", prog
-        ),
+        ".\\\" Generated from the command tree and cli/manprose.py; do not edit.",
+        ".\\\" Regenerate with `python -m modelreg.cli.manpage`.",
         f".TH {esc(title.upper())} 1 \"\" {_arg(esc(source))} {_arg(esc(prog + ' manual'))}",
+        # Hyphenating `.modelreg` or `--no-verify` at a line end would read as part of
+        # the name. groff's SY/YS and EX/EE restore hyphenation from register HY, so
+        # zero it rather than only saying .nh. Ragged right keeps long literals from
+        # stretching the spaces.
+        ".nr HY 0",
+        ".nh",
+        ".ad l",
     ]
 
 
@@ -427,25 +465,31 @@ def _examples(lines: list[str]) -> list[str]:
 
 
 def _command_page(
-    prog: str, name: str, cmd: Any, group: Any, prose: Mapping[str, Any], top: Mapping[str, Any], source: str
+    prog: str,
+    name: str,
+    cmd: Any,
+    group: Any,
+    prose: Mapping[str, Any],
+    top: Mapping[str, Any],
+    source: str,
 ) -> str:
     help_parts = split_help(cmd.help)
     leaves = _leaves((name,), cmd)
     page = _header(f"{prog}-{name}", source, prog)
     summary = help_parts.summary.rstrip(".") or name
-    page += [".SH NAME", f"{esc(prog)}\\-{esc(name)} \\- {inline(summary)}"]
+    page += [".SH NAME", *_wrap(f"{esc(prog)}\\-{esc(name)} \\- {inline(summary)}")]
 
     page += [".SH SYNOPSIS"]
     for words, leaf in leaves:
         page += _synopsis([prog, *words], leaf)
 
     page += [".SH DESCRIPTION"]
-    description = prose_to_roff("\n\n".join(help_parts.body))
-    description += prose_to_roff(prose.get("description"))
+    description = _description(help_parts, prose)
     if is_group(cmd):
         description += [".PP", *_text_lines("Subcommands:")]
         for words, leaf in leaves:
-            description += [".TP", _line(_bold(" ".join(words))), *_text_lines(split_help(leaf.help).summary)]
+            summary_line = _text_lines(split_help(leaf.help).summary)
+            description += [".TP", _line(_bold(" ".join(words))), *summary_line]
     page += description or _text_lines(help_parts.summary or name)
 
     page += [".SH OPTIONS"]
@@ -454,23 +498,24 @@ def _command_page(
         if is_group(cmd) and params:
             page += [".SS " + _arg(esc(" ".join(words)))]
         page += _option_entries(params)
-    # Eager options (--install-completion, --version) act alone, not before a command.
-    global_opts = [
-        o for p in visible_params(group) if _is_option(p) and not p.is_eager for o in p.opts[-1:]
-    ]
+    # Only options that set something (--root PATH) matter before a command; flags
+    # such as --version or --install-completion act on their own.
+    global_opts = [p.opts[-1] for p in visible_params(group) if _is_option(p) and not _is_flag(p)]
     if global_opts:
         names = ", ".join(f"`{o}`" for o in global_opts)
         page += [".PP", *_text_lines(f"Global options ({names}) go before the command name; see `{prog}(1)`.")]
 
     page += [".SH OUTPUT", *(_output(prose, prog) or _text_lines("Nothing on standard output."))]
-    page += [".SH EXIT STATUS", *(_exit_status(prose.get("exit_status")) or _exit_status(top.get("exit_status")))]
-    if prose.get("exit_status"):
+    codes = {**top.get("exit_status_common", {}), **prose.get("exit_status", {})}
+    page += [".SH EXIT STATUS", *(_exit_status(codes) or _exit_status(top.get("exit_status")))]
+    page += prose_to_roff(prose.get("exit_status_notes"))
+    if codes:
         page += [".PP", *_text_lines(f"See `{prog}(1)` for the meaning of each code in general.")]
     page += [".SH ENVIRONMENT", *_environment(top, prose)]
     files = prose_to_roff(prose.get("files") or top.get("files_default"))
     page += [".SH FILES", *(files or _text_lines(f"See `{prog}(1)`."))]
 
-    examples: list[str] = []
+    examples = _examples(help_parts.examples) if is_group(cmd) else []
     for words, leaf in leaves:
         examples += _examples(split_help(leaf.help).examples)
     examples += prose_to_roff(prose.get("examples"))
@@ -484,9 +529,9 @@ def _command_page(
 def _top_page(prog: str, group: Any, pages: list[str], prose: Mapping[str, Any], source: str) -> str:
     help_parts = split_help(group.help)
     page = _header(prog, source, prog)
-    page += [".SH NAME", f"{esc(prog)} \\- {inline(help_parts.summary.rstrip('.') or prog)}"]
+    page += [".SH NAME", *_wrap(f"{esc(prog)} \\- {inline(help_parts.summary.rstrip('.') or prog)}")]
     page += [".SH SYNOPSIS", *_synopsis([prog], group)]
-    description = prose_to_roff("\n\n".join(help_parts.body)) + prose_to_roff(prose.get("description"))
+    description = _description(help_parts, prose)
     page += [".SH DESCRIPTION", *(description or _text_lines(help_parts.summary or prog))]
     commands = [(n, c) for n, c in getattr(group, "commands", {}).items() if not getattr(c, "hidden", False)]
     if commands:
@@ -496,13 +541,14 @@ def _top_page(prog: str, group: Any, pages: list[str], prose: Mapping[str, Any],
             page += [".TP", _line(_page_ref(f"{prog}-{name}")), *_text_lines(summary)]
     page += [".SH OPTIONS", *(_option_entries(visible_params(group)) or _text_lines("None."))]
     page += [".SH OUTPUT", *(_output(prose, prog) or _text_lines("See each command's page."))]
-    page += [".SH EXIT STATUS", *(_exit_status(prose.get("exit_status")) or _text_lines("See each command's page."))]
+    codes = _exit_status(prose.get("exit_status"))
+    page += [".SH EXIT STATUS", *(codes or _text_lines("See each command's page."))]
+    page += prose_to_roff(prose.get("exit_status_notes"))
     page += [".SH ENVIRONMENT", *_environment(prose, prose)]
     page += [".SH FILES", *(prose_to_roff(prose.get("files")) or _text_lines("None."))]
     examples = _examples(help_parts.examples) + prose_to_roff(prose.get("examples"))
     page += [".SH EXAMPLES", *(examples or _text_lines("None."))]
     refs = [_page_ref(p.removesuffix(".1")) for p in sorted(pages)]
-    refs += [_page_ref(*_PAGE_REF.fullmatch(s).groups()) for s in prose.get("see_also_external", [])]
     page += [".SH SEE ALSO", _line(",\n".join(refs))]
     return _finish(page)
 
@@ -539,8 +585,10 @@ def render_pages(
     for name, cmd in getattr(cli_group, "commands", {}).items():
         if getattr(cmd, "hidden", False):
             continue
-        pages[f"{prog}-{name}.1"] = _command_page(prog, name, cmd, cli_group, prose.get(name, {}), top, source)
-    return {f"{prog}.1": _top_page(prog, cli_group, list(pages), top, source), **dict(sorted(pages.items()))}
+        page = _command_page(prog, name, cmd, cli_group, prose.get(name, {}), top, source)
+        pages[f"{prog}-{name}.1"] = page
+    top_page = _top_page(prog, cli_group, list(pages), top, source)
+    return {f"{prog}.1": top_page, **dict(sorted(pages.items()))}
 
 
 # --- command line --------------------------------------------------------------
@@ -548,7 +596,9 @@ def render_pages(
 
 def stale_pages(pages: Mapping[str, str], out: Path, prog: str = "modelreg") -> list[str]:
     """Names of pages in `out` that differ from `pages`, are missing, or are left over."""
-    stale = [n for n, text in pages.items() if not (out / n).is_file() or (out / n).read_text() != text]
+    stale = [
+        n for n, text in pages.items() if not (out / n).is_file() or (out / n).read_text() != text
+    ]
     stale += sorted(p.name for p in _own_files(out, prog) if p.name not in pages)
     return stale
 
@@ -574,13 +624,17 @@ def _own_files(out: Path, prog: str) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m modelreg.cli.manpage", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("man"), help="directory of the pages (default: man)")
+    parser = argparse.ArgumentParser(
+        prog="python -m modelreg.cli.manpage", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("man"), help="directory of the pages (default: man)"
+    )
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if any page is stale")
     args = parser.parse_args(argv)
 
-    # Imported here so that the generator itself (and its tests on toy apps) never
-    # needs the real app.
+    # Imported here: rendering works on any Click group and needs neither typer nor
+    # the app until a command line asks for our pages.
     import typer
 
     from modelreg.cli.app import app

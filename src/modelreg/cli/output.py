@@ -22,17 +22,25 @@ class PipeClosed(BaseException):
     """
 
 
+_PLAIN_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\r": "\\r", "\n": "\\n"})
+
+
 def plain_value(value) -> str:
-    """A value in one tab-separated cell: lists comma-joined, objects as compact JSON."""
-    if value is None:
-        return ""
+    """One `--plain` cell, as modelreg(1) defines it.
+
+    Empty is `-` (a shell `read` with IFS set to a tab merges empty fields), lists are
+    comma-joined, objects compact JSON with sorted keys, and no cell holds a tab or a
+    newline.
+    """
+    if value is None or value == "" or value == [] or value == ():
+        return "-"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (list, tuple)):
         return ",".join(plain_value(v) for v in value)
     if isinstance(value, dict):
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
-    return str(value).replace("\t", " ").replace("\n", " ")
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True).translate(_PLAIN_ESCAPES)
+    return str(value).translate(_PLAIN_ESCAPES)
 
 
 def human_size(size: int | None) -> str:
