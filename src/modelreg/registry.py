@@ -249,7 +249,7 @@ class Registry:
         if ":" in name:
             raise InvalidInput(f"invalid name {name!r}: a name for log takes no selector")
         cid = parse_collection(name, self.entity, self.project)
-        aliases = _unique([validate_alias(a) for a in _listed(aliases)])
+        aliases = _alias_list(aliases)
         metadata = check_metadata(dict(metadata or {}))
         input_records = [self._input(text) for text in _listed(inputs)]
         files = scan(paths, exclude, self.notify)
@@ -338,14 +338,12 @@ class Registry:
         compare-and-swap target: a number, "none" for unset, or None for no check.
         """
         folded = {a.casefold(): a for a in current}
-        folded[LATEST] = LATEST  # computed, yet an alias of every collection all the same
         protected = self._protected()
         for alias in aliases:
             other = folded.get(alias.casefold())
             if other is not None and other != alias:
                 raise Conflict(f"alias {alias!r} clashes with existing alias {other!r} of {self.short(coll.id)}",
                                hint="aliases of one collection may not differ only by case")
-            folded[alias.casefold()] = alias  # two new aliases of one command may not clash either
             if expect is not None:
                 actual = current.get(alias)
                 if (expect == "none" and actual is not None) or (expect != "none" and actual != expect):
@@ -385,6 +383,13 @@ class Registry:
             return None
         if expect == "none":
             return "none"
+        if ":" in expect:
+            # `show NAME:alias -q` prints a ref; accept it when it names this collection.
+            parsed = self.parse(expect)
+            if parsed.collection != coll.id or parsed.selector is None:
+                raise InvalidInput(f"--expect {expect!r} names another collection than {self.short(coll.id)}",
+                                   hint="give a selector: v<N>, an alias, or none")
+            expect = parsed.selector
         match = VERSION_RE.fullmatch(expect)
         if match:
             # No alias points at a deleted or unknown number, so expecting one is stale (exit 4), not "not found".
@@ -394,7 +399,7 @@ class Registry:
     def alias(self, ref: str, aliases, *, expect: str | None = None, force: bool = False,
               reason: str | None = None) -> AliasResult:
         """Point each alias at REF's version in REF's collection, all or none."""
-        aliases = _unique([validate_alias(a) for a in (aliases if not isinstance(aliases, str) else [aliases])])
+        aliases = _alias_list(aliases)
         if not aliases:
             raise InvalidInput("no alias given")
         parsed = self.parse(ref)
@@ -447,29 +452,38 @@ class Registry:
 
     def link(self, ref: str, registered: str, *, aliases=(), description: str = "", force: bool = False,
              reason: str | None = None) -> LogResult:
-        aliases = _unique([validate_alias(a) for a in _listed(aliases)])
+        aliases = _alias_list(aliases)
         if ":" in registered:
             raise InvalidInput(f"invalid registered model {registered!r}: it takes no selector")
         target_id = parse_collection(registered, self.entity, self.project)
         _, _, _, source = self._content(ref)
         source_ref = f"{source.artifact.full}:v{source.version}"
         target = self.collection(target_id)
-        target.ensure("registered")
-        with target.lock(self._on_break(target)):
-            for s in target.live():
-                if s.source and s.source["version"] == source.version and s.digest == source.digest and \
-                        CollectionId(s.source["entity"], s.source["project"], s.source["name"]) == source.artifact:
-                    self._apply_aliases(target, s.version, aliases, force, reason, expect=None)
-                    return self._log_result(target, s.version, source.digest, new=False,
-                                            source=self.short(source.artifact, source.version))
-            current = target.aliases()
-            self._check_alias_changes(target, current, None, aliases, force, expect=None)
-            created = now()
-            number = target.publish(lambda n: mf.LinkRecord(n, source.artifact, source.version, source.digest,
-                                                            created, description or ""))
-            events = [self._event("linked", version=number, source=source_ref, digest=source.digest, reason=reason)]
-            events += self._alias_events(target, current, number, aliases, reason)
-            target.append_history(events)
+        if target.exists():
+            target.ensure("registered")  # a name clash is refused before any lock is taken
+        source_coll = self.collection(source.artifact)
+        # rm looks for links under the source artifact's lock; taking it here too means a version
+        # is never linked between rm's check and its tombstone. Order: artifact, then registered.
+        with source_coll.lock(self._on_break(source_coll)):
+            still = source_coll.read(source.version)
+            if not isinstance(still, mf.VersionManifest) or still.digest != source.digest:
+                raise NotFound(f"{self.short(source.artifact, source.version)} was deleted")
+            target.ensure("registered")
+            with target.lock(self._on_break(target)):
+                for s in target.live():
+                    if s.source and s.source["version"] == source.version and s.digest == source.digest and \
+                            CollectionId(s.source["entity"], s.source["project"], s.source["name"]) == source.artifact:
+                        self._apply_aliases(target, s.version, aliases, force, reason, expect=None)
+                        return self._log_result(target, s.version, source.digest, new=False,
+                                                source=self.short(source.artifact, source.version))
+                current = target.aliases()
+                self._check_alias_changes(target, current, None, aliases, force, expect=None)
+                created = now()
+                number = target.publish(lambda n: mf.LinkRecord(n, source.artifact, source.version, source.digest,
+                                                                created, description or ""))
+                events = [self._event("linked", version=number, source=source_ref, digest=source.digest, reason=reason)]
+                events += self._alias_events(target, current, number, aliases, reason)
+                target.append_history(events)
         return self._log_result(target, number, source.digest, new=True, source=self.short(source.artifact, source.version))
 
     def links_to(self, cid: CollectionId, number: int) -> list[str]:
@@ -718,6 +732,20 @@ class Registry:
         return PullResult(self.short(coll.id, number), str(target), len(selected), sum(f.size for f in selected),
                           used, written)
 
+    # -- maintenance -----------------------------------------------------------------
+
+    def fsck(self, quick: bool = False, on_progress=None):
+        """Check every blob, manifest, alias, link, tombstone, history and index file."""
+        from .maintenance import fsck
+
+        return fsck(self, quick=quick, on_progress=on_progress)
+
+    def gc(self, dry_run: bool = False, grace=None):
+        """Remove unreferenced blobs and leftovers older than `grace` (DURATION, seconds or None)."""
+        from .maintenance import gc
+
+        return gc(self, dry_run=dry_run, grace=grace)
+
     # -- config ----------------------------------------------------------------------
 
     def config_set(self, key: str, value) -> None:
@@ -744,6 +772,22 @@ def _unique(items: list[str]) -> list[str]:
 def _listed(items) -> list[str]:
     """One string is one item (`aliases="best"`), not a sequence of one-letter aliases."""
     return [items] if isinstance(items, str) else list(items)
+
+
+def _alias_list(items) -> list[str]:
+    """Aliases to set, validated and deduplicated; checked before anything is written.
+
+    Two of them differing only by case, or one differing from the computed `latest`
+    only by case, would be aliases of one collection that differ only by case (exit 4).
+    """
+    aliases = _unique([validate_alias(a) for a in _listed(items)])
+    seen = {LATEST: LATEST}
+    for alias in aliases:
+        other = seen.setdefault(alias.casefold(), alias)
+        if other != alias:
+            raise Conflict(f"aliases {other!r} and {alias!r} differ only by case",
+                           hint="aliases of one collection may not differ only by case")
+    return aliases
 
 
 def _field_value(row: VersionInfo, field: str):

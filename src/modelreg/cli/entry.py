@@ -64,6 +64,7 @@ def run(argv: list[str] | None = None) -> int:
     debug = os.environ.get("MODELREG_DEBUG") == "1"
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     try:
+        import typer.exceptions
         import typer.main
         from typer import _click
 
@@ -91,7 +92,7 @@ def run(argv: list[str] | None = None) -> int:
         except _click.exceptions.ClickException as exc:
             _error(exc.format_message())
             return exc.exit_code
-        except _click.exceptions.Abort:
+        except typer.exceptions.Abort:
             _error("interrupted")
             return 130
         if isinstance(result, int):
