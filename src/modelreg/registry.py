@@ -94,6 +94,21 @@ def _git_info(cwd: str) -> dict | None:
     return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
 
 
+def _disk_errors(what: str):
+    """An OSError from the disk (full, read-only, I/O) leaves a writing method as modelreg.Error."""
+    import functools
+
+    def decorate(method):
+        @functools.wraps(method)
+        def wrapper(*args, **kwargs):
+            try:
+                return method(*args, **kwargs)
+            except OSError as exc:
+                raise io_error(exc, what) from None
+        return wrapper
+    return decorate
+
+
 class Registry:
     """A `.modelreg` directory. `notify(message)` receives notes meant for stderr."""
 
@@ -236,6 +251,7 @@ class Registry:
 
     # -- log -------------------------------------------------------------------------
 
+    @_disk_errors("logging")
     def log(self, paths, name: str | None = None, *, aliases=(), metadata: dict | None = None,
             description: str = "", run: str | None = None, inputs=(), exclude=(), force: bool = False,
             reason: str | None = None, on_progress=None) -> LogResult:
@@ -396,6 +412,7 @@ class Registry:
             return int(match.group(1))
         return self._select(coll, expect)
 
+    @_disk_errors("setting aliases")
     def alias(self, ref: str, aliases, *, expect: str | None = None, force: bool = False,
               reason: str | None = None) -> AliasResult:
         """Point each alias at REF's version in REF's collection, all or none."""
@@ -411,6 +428,7 @@ class Registry:
             changed = self._apply_aliases(coll, number, aliases, force, reason, self._expect_number(coll, expect))
         return AliasResult(self.short(coll.id, number), self._aliases_of(coll, number), tuple(changed))
 
+    @_disk_errors("removing aliases")
     def unalias(self, ref: str, aliases, *, force: bool = False, reason: str | None = None) -> dict[str, str]:
         """Remove aliases, all or none; returns alias -> the ref it pointed at.
 
@@ -450,6 +468,7 @@ class Registry:
 
     # -- link ------------------------------------------------------------------------
 
+    @_disk_errors("linking")
     def link(self, ref: str, registered: str, *, aliases=(), description: str = "", force: bool = False,
              reason: str | None = None) -> LogResult:
         aliases = _alias_list(aliases)
@@ -673,6 +692,7 @@ class Registry:
 
     # -- rm --------------------------------------------------------------------------
 
+    @_disk_errors("deleting")
     def rm(self, ref: str, *, all: bool = False, force: bool = False, reason: str | None = None) -> list[Deleted]:
         """Delete a version (or every version with all=True), leaving tombstones."""
         parsed = self.parse(ref)
