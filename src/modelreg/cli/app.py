@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
 from .. import __version__
 from ..errors import InvalidInput, NotFound
 from ..registry import Registry, load_meta_file, parse_metadata_items
+from . import completers
 from .output import Output, human_size, human_time
 
 app = typer.Typer(
@@ -48,8 +49,8 @@ class State:
         return Registry.open_or_init(self.root, notify=out.note)
 
 
-def _version(value: bool) -> None:
-    if value:
+def _version(ctx: typer.Context, value: bool) -> None:
+    if value and not ctx.resilient_parsing:  # never print into a completion answer
         print(f"modelreg {__version__}")
         raise typer.Exit()
 
@@ -129,13 +130,13 @@ def init(
 def log(
     ctx: typer.Context,
     paths: Annotated[list[Path], typer.Argument(metavar="PATH", help="A directory (its contents become the version's root), or files.")],
-    name: Annotated[Optional[str], typer.Option("-n", "--name", metavar="NAME", help="Artifact name, optionally entity/project/name [default: the basename of the single PATH].")] = None,
+    name: Annotated[Optional[str], typer.Option("-n", "--name", metavar="NAME", autocompletion=completers.collection, help="Artifact name, optionally entity/project/name [default: the basename of the single PATH].")] = None,
     alias: AliasOpt = None,
     meta: Annotated[Optional[list[str]], typer.Option("-m", "--meta", metavar="KEY=VALUE", help="Metadata; VALUE is parsed as JSON when it parses, else kept as a string (repeatable).")] = None,
     meta_file: Annotated[Optional[Path], typer.Option("--meta-file", metavar="FILE", help="A JSON object of metadata, merged before -m.")] = None,
     description: Annotated[str, typer.Option("-d", "--description", metavar="TEXT", help="A description of this version.")] = "",
     run: Annotated[Optional[str], typer.Option("--run", metavar="ID", help="The training run that produced it, recorded with the producer.")] = None,
-    input_: Annotated[Optional[list[str]], typer.Option("--input", metavar="REF", help="A version this one was made from (repeatable).")] = None,
+    input_: Annotated[Optional[list[str]], typer.Option("--input", metavar="REF", autocompletion=completers.ref, help="A version this one was made from (repeatable).")] = None,
     exclude: Annotated[Optional[list[str]], typer.Option("--exclude", metavar="PATTERN", help="Skip paths matching this shell pattern, e.g. '*.tmp' (repeatable).")] = None,
     force: ForceOpt = False, reason: ReasonOpt = None,
     json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False,
@@ -216,8 +217,8 @@ def _print_logged(out: Output, result) -> None:
 @app.command()
 def link(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(metavar="REF", help="The version to link (a link's ref links its source).")],
-    registered: Annotated[str, typer.Argument(metavar="REGISTERED", help="The registered model, created on first use; [[entity/]project/]name.")],
+    ref: Annotated[str, typer.Argument(metavar="REF", autocompletion=completers.ref, help="The version to link (a link's ref links its source).")],
+    registered: Annotated[str, typer.Argument(metavar="REGISTERED", autocompletion=completers.registered, help="The registered model, created on first use; [[entity/]project/]name.")],
     alias: AliasOpt = None,
     description: Annotated[str, typer.Option("-d", "--description", metavar="TEXT", help="A description of this link.")] = "",
     force: ForceOpt = False, reason: ReasonOpt = None,
@@ -248,8 +249,8 @@ def link(
 @app.command()
 def alias(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(metavar="REF", help="The version (or, with --delete and no selector, the collection).")],
-    aliases: Annotated[list[str], typer.Argument(metavar="ALIAS", help="Aliases to set, move or (with --delete) remove.")],
+    ref: Annotated[str, typer.Argument(metavar="REF", autocompletion=completers.ref, help="The version (or, with --delete and no selector, the collection).")],
+    aliases: Annotated[list[str], typer.Argument(metavar="ALIAS", autocompletion=completers.alias, help="Aliases to set, move or (with --delete) remove.")],
     delete: Annotated[bool, typer.Option("--delete", help="Remove the aliases instead of setting them.")] = False,
     expect: Annotated[Optional[str], typer.Option("--expect", metavar="SELECTOR", help="Change nothing unless every alias now points at SELECTOR (v<N>, an alias, or 'none' for unset).")] = None,
     force: ForceOpt = False, reason: ReasonOpt = None,
@@ -293,8 +294,8 @@ def alias(
 @app.command()
 def ls(
     ctx: typer.Context,
-    target: Annotated[Optional[str], typer.Argument(metavar="NAME|REF|PROJECT/", help="Nothing: every collection; PROJECT/: one project's; NAME: its versions; REF: that version's files.")] = None,
-    kind: Annotated[Optional[str], typer.Option("--kind", metavar="KIND", help="Only artifacts or only registered models (artifact|registered).")] = None,
+    target: Annotated[Optional[str], typer.Argument(metavar="NAME|REF|PROJECT/", autocompletion=completers.ref, help="Nothing: every collection; PROJECT/: one project's; NAME: its versions; REF: that version's files.")] = None,
+    kind: Annotated[Optional[Literal["artifact", "registered"]], typer.Option("--kind", metavar="KIND", help="Only artifacts or only registered models (artifact|registered).")] = None,
     sort: Annotated[Optional[str], typer.Option("--sort", metavar="FIELD", help="Sort versions by version, created, size or metadata.KEY; prefix - for descending.")] = None,
     where: Annotated[Optional[list[str]], typer.Option("--where", metavar="metadata.KEY=VALUE", help="Keep versions whose metadata KEY equals VALUE (JSON when it parses; repeatable).")] = None,
     json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False,
@@ -375,7 +376,7 @@ def _ls_files(out: Output, files) -> None:
 @app.command()
 def show(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(metavar="REF", help="The version or link to show.")],
+    ref: Annotated[str, typer.Argument(metavar="REF", autocompletion=completers.ref, help="The version or link to show.")],
     json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Show one version in full: digest, size, metadata, inputs, producer, aliases, files, links.
@@ -453,16 +454,16 @@ def _show_panel(out: Output, info) -> None:
 
 # -- pull ------------------------------------------------------------------------------
 
-Mode = Annotated[Optional[str], typer.Option("--mode", metavar="MODE", help="How files are placed: auto (reflink, else copy), reflink, copy, hardlink or symlink [default: pull.mode, else auto].")]
+Mode = Annotated[Optional[Literal["auto", "reflink", "copy", "hardlink", "symlink"]], typer.Option("--mode", metavar="MODE", help="How files are placed: auto (reflink, else copy), reflink, copy, hardlink or symlink [default: pull.mode, else auto].")]
 
 
 @app.command()
 def pull(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(metavar="REF", help="The version or link to put on disk.")],
+    ref: Annotated[str, typer.Argument(metavar="REF", autocompletion=completers.ref, help="The version or link to put on disk.")],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", metavar="DIR", help="Target directory [default: ./<name>-v<N>].")] = None,
     mode: Mode = None,
-    file: Annotated[Optional[list[str]], typer.Option("--file", metavar="PATTERN", help="Only paths matching this shell pattern (repeatable).")] = None,
+    file: Annotated[Optional[list[str]], typer.Option("--file", metavar="PATTERN", autocompletion=completers.version_file, help="Only paths matching this shell pattern (repeatable).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite files in DIR whose content differs.")] = False,
     verify: Annotated[Optional[bool], typer.Option("--verify/--no-verify", help="Hash content while copying (default for copies); --verify also re-hashes linked blobs.")] = None,
     json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False,
@@ -501,8 +502,8 @@ def pull(
 @app.command()
 def diff(
     ctx: typer.Context,
-    left: Annotated[str, typer.Argument(metavar="REF", help="The old version.")],
-    right: Annotated[str, typer.Argument(metavar="REF", help="The new version.")],
+    left: Annotated[str, typer.Argument(metavar="REF", autocompletion=completers.ref, help="The old version.")],
+    right: Annotated[str, typer.Argument(metavar="REF", autocompletion=completers.ref, help="The new version.")],
     json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Compare two versions: files added, removed and changed, and metadata differences.
@@ -553,7 +554,7 @@ HISTORY_KEYS = ["time", "event", "user", "version", "alias", "from", "to", "sour
 @app.command()
 def history(
     ctx: typer.Context,
-    target: Annotated[str, typer.Argument(metavar="NAME[:ALIAS]", help="A collection, or one alias of it.")],
+    target: Annotated[str, typer.Argument(metavar="NAME[:ALIAS]", autocompletion=completers.ref, help="A collection, or one alias of it.")],
     json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Show the events of a collection, oldest first: logs, links, alias moves, deletions.
@@ -585,7 +586,7 @@ def history(
 @app.command()
 def rm(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(metavar="REF", help="The version to delete, or with --all the collection.")],
+    ref: Annotated[str, typer.Argument(metavar="REF", autocompletion=completers.ref, help="The version to delete, or with --all the collection.")],
     all_: Annotated[bool, typer.Option("--all", help="Delete every version of the collection NAME.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Delete even a version that holds an alias or is linked; its aliases are removed and recorded.")] = False,
     reason: ReasonOpt = None,
@@ -609,9 +610,105 @@ def rm(
         out.lines(d.ref for d in deleted)
 
 
+# -- gc and fsck -----------------------------------------------------------------------
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" if n == 1 else f"{n} {what}{'es' if what.endswith('s') else 's'}"
+
+
+@app.command()
+def gc(
+    ctx: typer.Context,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would be removed; remove nothing.")] = False,
+    grace: Annotated[Optional[str], typer.Option("--grace", metavar="DURATION", help="Only remove what is older than this: 0, or a number followed by s, m, h, d or w [default: gc.grace, else 24h].")] = None,
+    json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False,
+) -> None:
+    """Remove blobs no live version references, and leftovers of interrupted writes.
+
+    Deleted versions' blobs, temporary files, locks of dead processes and torn history
+    lines go; anything younger than the grace period stays. Safe while other commands
+    run: gc waits for in-flight logs, and new ones wait for gc.
+
+    \b
+    Examples:
+      $ modelreg gc --dry-run
+      $ modelreg gc --grace 0 --json
+    """
+    out = Output(json_mode, plain, quiet)
+    reg = state(ctx).open(out)
+    result = reg.gc(dry_run=dry_run, grace=grace)
+    if out.mode == "json":
+        out.json(result.to_json())
+    elif out.mode == "plain":
+        out.rows([[result.blobs, result.bytes, result.dry_run]])
+    elif out.mode == "human":
+        parts = [f"{_count(result.blobs, 'blob')} ({human_size(result.bytes)})"]
+        if result.tmp:
+            parts.append(_count(result.tmp, "temporary file"))
+        if result.locks:
+            parts.append(_count(result.locks, "stale lock"))
+        if result.repaired:
+            parts.append(_count(result.repaired, "torn history line"))
+        if not (result.blobs or result.tmp or result.locks or result.repaired):
+            out.write("nothing to remove")
+        else:
+            out.write(("would remove " if dry_run else "removed ") + ", ".join(parts))
+        if result.kept:
+            out.note(f"kept {_count(result.kept, 'unreferenced blob')} younger than the grace period "
+                     f"({result.grace} s); `--grace 0` removes them too")
+
+
+@app.command()
+def fsck(
+    ctx: typer.Context,
+    quick: Annotated[bool, typer.Option("--quick", help="Check blob sizes instead of re-hashing their content.")] = False,
+    json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False,
+) -> None:
+    """Check the registry: every blob, manifest, alias, link, tombstone, history and index file.
+
+    Lists each problem (exit 1 if there is any). Leftovers of interrupted writes are
+    listed as reclaimable by `modelreg gc`, and dangling links as notes; neither is a
+    problem.
+
+    \b
+    Examples:
+      $ modelreg fsck
+      $ modelreg fsck --quick --json
+      $ modelreg fsck -q || echo "registry damaged"
+    """
+    from ..maintenance import store_bytes
+
+    out = Output(json_mode, plain, quiet)
+    reg = state(ctx).open(out)
+    with out.progress("checking", 0 if quick else store_bytes(reg)) as advance:
+        result = reg.fsck(quick=quick, on_progress=advance)
+    for link, source in result.dangling:
+        out.note(f"{link} is a dangling link: its source {source} was deleted")
+    if out.mode == "json":
+        out.json(result.to_json())
+    elif out.mode == "plain":
+        out.rows(["problem", p.kind, p.object, p.message] for p in result.problems)
+        out.rows(["reclaimable", r.kind, r.object, r.message] for r in result.reclaimable)
+    elif out.mode == "human":
+        if result.problems:
+            out.table(["kind", "object", "problem"], [[p.kind, p.object, p.message] for p in result.problems])
+        if result.reclaimable:
+            out.table(["kind", "reclaimable", "why"], [[r.kind, r.object, r.message] for r in result.reclaimable])
+        checked = result.checked
+        out.write(f"checked {_count(checked['blobs'], 'blob')} ({human_size(checked['bytes'])}), "
+                  f"{_count(checked['versions'], 'version')}, {_count(checked['links'], 'link')}, "
+                  f"{_count(checked['aliases'], 'alias')}: "
+                  + (_count(len(result.problems), "problem") if result.problems else "no problems")
+                  + (f"; {human_size(result.reclaimable_bytes)} reclaimable by `modelreg gc`"
+                     if result.reclaimable else ""))
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 # -- config ----------------------------------------------------------------------------
 
-KeyArg = Annotated[str, typer.Argument(metavar="KEY", help="A config key, e.g. pull.mode.")]
+KeyArg = Annotated[str, typer.Argument(metavar="KEY", autocompletion=completers.config_key, help="A config key, e.g. pull.mode.")]
 
 
 @config_app.command("get")

@@ -115,13 +115,14 @@ def answer(shell: str, environ) -> tuple[str, int]:
 
 
 class _Ctx:
-    """What completion needs of a Click context: the parsed values and option prefixes."""
+    """What completion needs of a Click context: the values given on the command line,
+    the args left over, and the option prefixes seen so far."""
 
-    def __init__(self, node: dict, parent: _Ctx | None):
+    def __init__(self, node: dict, args: list[str], parent: _Ctx | None = None):
         self.node = node
         self.parent = parent
-        self.values: dict = {}
-        self.prefixes = set(parent.prefixes) if parent else set()
+        self.values, self.rest, prefixes = _parse(node, args)
+        self.prefixes = (parent.prefixes if parent else set()) | prefixes
 
 
 def completions(args: list[str], incomplete: str, environ) -> tuple[list, str | None]:
@@ -153,28 +154,14 @@ def completions(args: list[str], incomplete: str, environ) -> tuple[list, str | 
 
 
 def _resolve_context(table: dict, args: list[str]) -> _Ctx:
-    ctx = _make_ctx(table, args, None)
-    rest = ctx.rest
-    while rest and "commands" in ctx.node:
-        sub = _subcommand(ctx.node, rest[0])
+    """Click's `_resolve_context`: descend through the subcommands named in args."""
+    ctx = _Ctx(table, args)
+    while ctx.rest and "commands" in ctx.node:
+        name, rest = ctx.rest[0], ctx.rest[1:]
+        sub = next((c for c in ctx.node["commands"] if c["name"] == name), None)
         if sub is None:
             break
-        ctx = _make_ctx(sub, rest[1:], ctx)
-        rest = ctx.rest
-    return ctx
-
-
-def _subcommand(node: dict, name: str) -> dict | None:
-    for sub in node.get("commands", ()):
-        if sub["name"] == name:
-            return sub
-    return None
-
-
-def _make_ctx(node: dict, args: list[str], parent: _Ctx | None) -> _Ctx:
-    ctx = _Ctx(node, parent)
-    ctx.values, ctx.rest, prefixes = _parse(node, args)
-    ctx.prefixes |= prefixes
+        ctx = _Ctx(sub, rest, ctx)
     return ctx
 
 
@@ -399,9 +386,25 @@ def _root_value(ctx: _Ctx) -> str | None:
 
 
 def _ref_value(ctx: _Ctx) -> str | None:
-    for p in ctx.node["params"]:
-        if p["param"] == "argument" and (p.get("complete") or {}).get("kind") == "ref":
-            value = ctx.values.get(p["name"])
+    arguments = [
+        ((p["complete"] or {}).get("kind"), p["nargs"], ctx.values.get(p["name"]))
+        for p in ctx.node["params"]
+        if p["param"] == "argument"
+    ]
+    return ref_argument(arguments, ctx.rest)
+
+
+def ref_argument(arguments: list[tuple], leftover: list[str]) -> str | None:
+    """The value of the first REF argument, from `(kind, nargs, value)` per argument.
+
+    Click stops parsing at an option still waiting for its value, which is the one
+    being completed in `pull REF --file <TAB>`: the positional args are then left
+    over, unassigned, and are assigned here the way Click would have.
+    """
+    for i, (kind, _, value) in enumerate(arguments):
+        if kind == "ref":
+            if value is None and leftover:
+                value = _unpack_args(leftover, [nargs for _, nargs, _ in arguments])[0][i]
             return value if isinstance(value, str) else None
     return None
 
@@ -486,7 +489,7 @@ def _wrap(text: str, width: int) -> str:
     return "\n".join(out).rstrip("\n")
 
 
-# --- Registry contents, read from the on-disk format (SPEC §5) ------------------------
+# --- Registry contents: the kinds the completion callbacks name ---------------------
 
 
 def provide(kind: str, incomplete: str, *, root=None, ref=None, environ=os.environ) -> list[str]:
@@ -499,8 +502,10 @@ def provide(kind: str, incomplete: str, *, root=None, ref=None, environ=os.envir
         return list(CONFIG_KEYS)
     if kind == "path":
         return []
+    from ._complete_registry import RegistryView
+
     try:
-        reg = _Registry.find(root, environ)
+        reg = RegistryView.find(root, environ)
         if reg is None:
             return []
         if kind in ("ref", "collection", "registered"):
@@ -515,236 +520,6 @@ def provide(kind: str, incomplete: str, *, root=None, ref=None, environ=os.envir
     except (OSError, ValueError):
         return []
     raise ValueError(f"unknown completion kind {kind!r}")
-
-
-_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
-
-
-def _is_name(name: str) -> bool:
-    import re
-
-    return re.fullmatch(_NAME, name) is not None
-
-
-class _Registry:
-    """Read-only view of a `.modelreg` directory, just enough for completion."""
-
-    def __init__(self, path: str, environ):
-        self.path = path
-        self.entity = environ.get("MODELREG_ENTITY") or None
-        self.project = environ.get("MODELREG_PROJECT") or None
-        if not (self.entity and self.project):
-            defaults = self._config_defaults()
-            self.entity = self.entity or defaults.get("entity") or "local"
-            self.project = self.project or defaults.get("project") or "default"
-
-    @classmethod
-    def find(cls, root, environ) -> _Registry | None:
-        """`--root`, else MODELREG_DIR, else the nearest `.modelreg` walking up."""
-        root = root or environ.get("MODELREG_DIR")
-        if root:
-            root = os.path.abspath(os.path.expanduser(root))
-            inner = os.path.join(root, ".modelreg")
-            return cls(inner if os.path.isdir(inner) else root, environ)
-        here = os.getcwd()
-        while True:
-            candidate = os.path.join(here, ".modelreg")
-            if os.path.isdir(candidate):
-                return cls(candidate, environ)
-            parent = os.path.dirname(here)
-            if parent == here:
-                return None
-            here = parent
-
-    def _config_defaults(self) -> dict:
-        try:
-            with open(os.path.join(self.path, "config.toml"), "rb") as f:
-                data = f.read()
-        except OSError:
-            return {}
-        if b"defaults" not in data:  # spares the tomllib import on most TABs
-            return {}
-        import tomllib
-
-        try:
-            defaults = tomllib.loads(data.decode()).get("defaults", {})
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError):
-            return {}
-        return defaults if isinstance(defaults, dict) else {}
-
-    def _dir(self, *parts: str) -> str:
-        return os.path.join(self.path, "collections", *parts)
-
-    def _subdirs(self, *parts: str) -> list[str]:
-        try:
-            with os.scandir(self._dir(*parts)) as it:
-                return sorted(e.name for e in it if e.is_dir() and _is_name(e.name))
-        except OSError:
-            return []
-
-    def names(self, incomplete: str, registered: bool = False) -> list[str]:
-        """Collection names as typed: `name`, `project/name` or `entity/project/name`."""
-        parts = incomplete.split("/")
-        if len(parts) == 1:
-            places = [((self.entity, self.project), "")]
-        elif len(parts) == 2:
-            places = [((self.entity, parts[0]), parts[0] + "/")]
-        elif len(parts) == 3:
-            places = [((parts[0], parts[1]), f"{parts[0]}/{parts[1]}/")]
-        else:
-            return []
-        out = []
-        for (entity, project), prefix in places:
-            if not (_is_name(entity) and _is_name(project)):
-                continue
-            for name in self._subdirs(entity, project):
-                if not (prefix + name).startswith(incomplete):
-                    continue
-                kind = self._kind(self._dir(entity, project, name))
-                if kind and (not registered or kind == "registered"):
-                    out.append(prefix + name)
-        if len(parts) == 2 and _is_name(parts[0]):
-            # `entity/` leads on to that entity's projects
-            out += [f"{parts[0]}/{p}/" for p in self._subdirs(parts[0])]
-        return out
-
-    @staticmethod
-    def _kind(path: str) -> str | None:
-        """The collection's kind; None when it is not (or no longer) a collection."""
-        try:
-            with open(os.path.join(path, "collection.json"), "rb") as f:
-                data = f.read()
-        except OSError:
-            return None
-        if b'"registered"' not in data and b'"deleted"' not in data:
-            return "artifact"  # the common case, without importing json
-        import json
-
-        doc = json.loads(data)
-        if not isinstance(doc, dict) or doc.get("deleted"):
-            return None
-        return "registered" if doc.get("kind") == "registered" else "artifact"
-
-    def collection(self, name: str) -> str | None:
-        """The directory of a collection named `name`, `project/name` or `e/p/name`."""
-        parts = name.split("/")
-        if len(parts) > 3 or not all(_is_name(p) for p in parts):
-            return None
-        entity, project = self.entity, self.project
-        if len(parts) == 3:
-            entity, project = parts[0], parts[1]
-        elif len(parts) == 2:
-            project = parts[0]
-        path = self._dir(entity, project, parts[-1])
-        return path if os.path.isfile(os.path.join(path, "collection.json")) else None
-
-    def selectors(self, incomplete: str) -> list[str]:
-        """`name:vN` for live versions, `name:alias` for aliases, and `name:latest`."""
-        name = incomplete.partition(":")[0]
-        path = self.collection(name)
-        if path is None:
-            return []
-        versions = self.live_versions(path)
-        aliases = self.aliases(path) + (["latest"] if versions else [])
-        return [f"{name}:v{n}" for n in versions] + [f"{name}:{a}" for a in sorted(aliases)]
-
-    @staticmethod
-    def live_versions(path: str) -> list[int]:
-        import re
-
-        found = []
-        try:
-            with os.scandir(os.path.join(path, "versions")) as it:
-                for entry in it:
-                    m = re.fullmatch(r"v(0|[1-9][0-9]*)\.json", entry.name)
-                    if m and not _is_tombstone(entry.path):
-                        found.append(int(m.group(1)))
-        except OSError:
-            return []
-        return sorted(found)
-
-    @staticmethod
-    def aliases(path: str) -> list[str]:
-        import re
-
-        try:
-            names = os.listdir(os.path.join(path, "aliases"))
-        except OSError:
-            return []
-        pattern = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
-        return sorted(
-            a for a in names if re.fullmatch(pattern, a) and not a.endswith(".lock")
-        )
-
-    def files(self, ref: str) -> list[str]:
-        """Paths inside the version REF names (through a link to its source)."""
-        name, _, selector = ref.partition(":")
-        path = self.collection(name)
-        doc = self._manifest(path, selector or "latest") if path else None
-        source = doc.get("source") if doc else None
-        if isinstance(source, dict):
-            try:
-                path = self._dir(source["entity"], source["project"], source["name"])
-                doc = _load(os.path.join(path, "versions", f"v{int(source['version'])}.json"))
-            except (KeyError, TypeError, ValueError):
-                return []
-        if not doc or doc.get("deleted") is not None:
-            return []
-        files = doc.get("files")
-        if not isinstance(files, list):
-            return []
-        return [f["path"] for f in files if isinstance(f, dict) and isinstance(f.get("path"), str)]
-
-    def _manifest(self, path: str, selector: str) -> dict | None:
-        """The live record a selector names: `vN`, then an alias, then a digest prefix."""
-        import re
-
-        versions = self.live_versions(path)
-        if selector == "latest":
-            number = versions[-1] if versions else None
-        elif re.fullmatch(r"v[0-9]+", selector):
-            number = int(selector[1:])
-        else:
-            number = None
-            try:
-                with open(os.path.join(path, "aliases", selector)) as f:
-                    number = int(f.read().strip().removeprefix("v"))
-            except (OSError, ValueError):
-                if re.fullmatch(r"[0-9a-f]{8,64}", selector):
-                    docs = [_load(os.path.join(path, "versions", f"v{n}.json")) for n in versions]
-                    hits = [d for d in docs if d and str(d.get("digest", "")).startswith(selector)]
-                    return hits[0] if len(hits) == 1 else None
-        if number not in versions:
-            return None
-        return _load(os.path.join(path, "versions", f"v{number}.json"))
-
-
-def _load(path: str) -> dict | None:
-    import json
-
-    try:
-        with open(path, "rb") as f:
-            doc = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) else None
-
-
-def _is_tombstone(path: str) -> bool:
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
-        return True
-    if b'"deleted"' not in data:  # a live manifest or link, without parsing it
-        return False
-    import json
-
-    try:
-        doc = json.loads(data)
-    except ValueError:
-        return True
-    return not isinstance(doc, dict) or "deleted" in doc
 
 
 # --- Shell scripts ----------------------------------------------------------------------
@@ -796,7 +571,10 @@ _modelreg_completion() {
             plain,*) line=${line#plain,} ;;
             '') continue ;;
         esac
-        COMPREPLY+=("${line#"$prefix"}")
+        line=${line#"$prefix"}
+        # inserted as typed: quote what the shell would otherwise split or expand
+        [[ $line == *[^A-Za-z0-9._/:=@+,%-]* ]] && printf -v line %q "$line"
+        COMPREPLY+=("$line")
     done <<< "$out"
     # a project prefix such as "vision/" is not a finished word
     if (( ${#COMPREPLY[@]} == 1 )) && [[ ${COMPREPLY[0]} == */ ]]; then
@@ -830,7 +608,12 @@ _FISH = r"""
 complete --command modelreg --no-files --arguments "(env _MODELREG_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) modelreg)" --condition "env _MODELREG_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) modelreg"
 """
 
-SCRIPTS = {"bash": ("modelreg.bash", _BASH), "zsh": ("_modelreg", _ZSH), "fish": ("modelreg.fish", _FISH)}
+# shell: (file name under completions/, body)
+SCRIPTS = {
+    "bash": ("modelreg.bash", _BASH),
+    "zsh": ("_modelreg", _ZSH),
+    "fish": ("modelreg.fish", _FISH),
+}
 
 
 def script(shell: str) -> str:
