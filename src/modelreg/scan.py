@@ -45,8 +45,13 @@ class Scanner:
 
     def add(self, path: Path, rel: str) -> None:
         """Add `path` (a file or directory) under the relative name `rel` ('' = root)."""
+        if rel and _excluded(rel, self.exclude):
+            return  # a PATH named on the command line is a relative path of the version too
         st = _stat(path)
         if stat.S_ISDIR(st.st_mode):
+            if basename(path) == ".modelreg":  # named on the command line: skipped like any other
+                self.notify(f"skipping registry directory {path.absolute()}")
+                return
             self._walk(path, rel, {(st.st_dev, st.st_ino)})
         else:
             self.add_file(rel, path, st)

@@ -25,6 +25,10 @@ class PipeClosed(BaseException):
 _PLAIN_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\r": "\\r", "\n": "\\n"})
 
 
+def _pipe_closed() -> None:
+    raise PipeClosed()
+
+
 def plain_value(value) -> str:
     """One `--plain` cell, as modelreg(1) defines it.
 
@@ -107,6 +111,8 @@ class Output:
             # Off a terminal nothing is truncated: a pipe gets every column in full.
             self._console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 10_000,
                                     highlight=False)
+            # Rich's own handler exits 1 on a closed pipe; SPEC §4 wants a quiet exit 0.
+            self._console.on_broken_pipe = _pipe_closed
         return self._console
 
     def table(self, columns: list[str], rows: list[list], title: str | None = None, empty: str | None = None) -> None:
