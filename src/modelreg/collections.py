@@ -229,11 +229,33 @@ class Collection:
         if not events:
             return
         data = "".join(json.dumps(e, ensure_ascii=False, separators=(",", ":")) + "\n" for e in events).encode()
-        fd = os.open(self.history_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.history_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, data)
+            end = _drop_torn_tail(fd)
+            try:
+                view = memoryview(data)
+                while view:  # a short write (disk full) must not go unnoticed
+                    view = view[os.write(fd, view):]
+            except OSError:
+                os.ftruncate(fd, end)  # leave no torn line behind
+                raise
             if self.fsync:
                 os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def repair_history(self) -> int:
+        """Drop a torn final line (an append cut short by a crash); caller holds the lock."""
+        try:
+            fd = os.open(self.history_path, os.O_RDWR)
+        except FileNotFoundError:
+            return 0
+        try:
+            size = os.fstat(fd).st_size
+            end = _drop_torn_tail(fd)
+            if self.fsync and end != size:
+                os.fsync(fd)
+            return size - end
         finally:
             os.close(fd)
 
@@ -259,6 +281,42 @@ class Collection:
             if isinstance(event, dict):
                 events.append(event)
         return events
+
+
+def torn_tail(raw: bytes) -> int | None:
+    """Where a torn final history line starts, or None when the history ends whole.
+
+    A final line without its newline that still parses is a complete event (kept); one
+    that does not parse is what an append cut short (disk full, power loss) left.
+    """
+    if not raw or raw.endswith(b"\n"):
+        return None
+    start = raw.rfind(b"\n") + 1
+    try:
+        if isinstance(json.loads(raw[start:]), dict):
+            return None
+    except ValueError:
+        pass
+    return start
+
+
+def _drop_torn_tail(fd: int) -> int:
+    """Make the history behind `fd` end with a whole line; returns its new size."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return size
+    chunk = 1 << 16
+    tail = b""
+    while len(tail) < size and b"\n" not in tail:
+        take = min(chunk, size - len(tail))
+        tail = os.pread(fd, take, size - len(tail) - take) + tail
+    start = torn_tail(tail)
+    if start is None:  # a complete event that lacks its newline
+        os.write(fd, b"\n")
+        return size + 1
+    end = size - len(tail) + start
+    os.ftruncate(fd, end)
+    return end
 
 
 def iter_collection_ids(root: Path):

@@ -18,7 +18,8 @@ from .refs import NAME_RE, CollectionId
 FORMAT = 1
 HEX64 = re.compile(r"[0-9a-f]{64}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_DRIVE = re.compile(r"[A-Za-z]:")
+# Windows takes any "X:" prefix for a drive, not only letters (RtlDetermineDosPathNameType_U).
+_DRIVE = re.compile(r"[^/]:")
 
 
 def path_problem(path: object) -> str | None:
@@ -45,7 +46,8 @@ def path_problem(path: object) -> str | None:
 
 def collision_key(path: str) -> str:
     """Paths equal under this key clash on a case-insensitive or normalising filesystem."""
-    return unicodedata.normalize("NFC", path).casefold()
+    # Unicode's canonical caseless match (D145): folding can undo a normalisation, so normalise around it.
+    return unicodedata.normalize("NFD", unicodedata.normalize("NFD", path).casefold())
 
 
 def paths_problem(paths: list[str]) -> str | None:
