@@ -15,7 +15,7 @@ import typer
 
 from .. import __version__
 from ..errors import InvalidInput, NotFound
-from ..registry import Registry, load_meta_file, parse_metadata_items
+from ..registry import Registry, load_meta_file, parse_metadata_items, prepare_log
 from . import completers
 from .output import Output, human_size, human_time
 
@@ -162,7 +162,7 @@ def log(
     except NotFound:
         if input_:
             raise  # an input names a version, which needs an existing registry
-        _check_log_input(paths, name, alias or [], exclude or [])
+        prepare_log([str(p) for p in paths], name, alias or [], exclude or [])  # refused input creates no registry
         reg = state(ctx).open_or_init(out)
     total = _source_bytes(paths)
     with out.progress("logging", total) as advance:
@@ -170,20 +170,6 @@ def log(
                          description=description, run=run, inputs=input_ or [], exclude=exclude or [],
                          force=force, reason=reason, on_progress=advance)
     _print_logged(out, result)
-
-
-def _check_log_input(paths: list[Path], name: Optional[str], aliases: list[str], exclude: list[str]) -> None:
-    """Refuse bad input before a first `log` creates a registry: a refused log writes nothing."""
-    from ..refs import parse_collection, validate_alias
-    from ..scan import basename, scan
-
-    name = name or basename(paths[0])
-    if ":" in name:
-        raise InvalidInput(f"invalid name {name!r}: a name for log takes no selector")
-    parse_collection(name, "local", "default")
-    for item in aliases:
-        validate_alias(item)
-    scan([str(p) for p in paths], exclude)
 
 
 def _source_bytes(paths: list[Path]) -> int:
