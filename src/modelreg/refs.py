@@ -115,7 +115,3 @@ def parse_ref(text: str, entity: str = DEFAULT_ENTITY, project: str = DEFAULT_PR
         raise InvalidInput(f"invalid ref {_shown(text)}: empty selector", hint="use name:v<N>, name:<alias> or name:<digest prefix>")
     collection = parse_collection(head, entity, project)
     return Ref(collection, parse_selector(selector) if colon else None)
-
-
-def format_ref(collection: CollectionId, version: int, entity: str, project: str) -> str:
-    return f"{collection.short(entity, project)}:v{version}"
