@@ -25,12 +25,16 @@ def hash_bytes(data: bytes | memoryview) -> str:
     return _blake3()(data).hexdigest()
 
 
-def hash_fd(fd: int, size: int) -> str:
-    """Hash the first `size` bytes readable from `fd` (from offset 0)."""
+def hash_fd(fd: int, size: int, threads: int | None = None) -> str:
+    """Hash the first `size` bytes readable from `fd` (from offset 0).
+
+    Large files use every core unless `threads` says how many (1 when another thread
+    is busy copying).
+    """
     blake3 = _blake3()
     if size >= MMAP_THRESHOLD:
         with mmap.mmap(fd, size, access=mmap.ACCESS_READ) as view:
-            return blake3(view, max_threads=blake3.AUTO).hexdigest()
+            return blake3(view, max_threads=threads or blake3.AUTO).hexdigest()
     hasher = blake3()
     remaining = size
     offset = 0

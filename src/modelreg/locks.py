@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import secrets
 import socket
 import time
 from pathlib import Path
@@ -201,7 +200,7 @@ class WriterRegistration:
         deadline = time.monotonic() + max(lock_wait_seconds(), 60.0)
         payload = json.dumps(holder_record()).encode()
         while True:
-            path = self.writers / f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+            path = self.writers / f"{socket.gethostname()}-{os.getpid()}-{os.urandom(4).hex()}"
             self.writers.mkdir(parents=True, exist_ok=True)
             _create_exclusive(path, payload)
             self.path = path

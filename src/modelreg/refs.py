@@ -115,3 +115,9 @@ def parse_ref(text: str, entity: str = DEFAULT_ENTITY, project: str = DEFAULT_PR
         raise InvalidInput(f"invalid ref {_shown(text)}: empty selector", hint="use name:v<N>, name:<alias> or name:<digest prefix>")
     collection = parse_collection(head, entity, project)
     return Ref(collection, parse_selector(selector) if colon else None)
+
+
+def format_ref(collection: CollectionId, version: int | None, entity: str, project: str) -> str:
+    """The shortest ref to a collection (or one of its versions) under the defaults."""
+    name = collection.short(entity, project)
+    return name if version is None else f"{name}:v{version}"

@@ -18,8 +18,9 @@ from .config import REGISTRY_DIR, Config, default_location, find_registry
 from .errors import Conflict, Error, InvalidInput, IntegrityError, NotFound
 from .locks import WriterRegistration
 from .records import AliasResult, CollectionInfo, Deleted, DiffResult, LogResult, PullResult, VersionInfo
-from .refs import (DIGEST_PREFIX_RE, LATEST, VERSION_RE, CollectionId, Ref, format_ref, parse_collection,
-                   parse_ref, validate_alias, validate_name)
+from .refs import (DEFAULT_ENTITY, DEFAULT_PROJECT, DIGEST_PREFIX_RE, LATEST, VERSION_RE, CollectionId, Ref,
+                   format_ref, parse_collection,
+                   parse_ref, parse_selector, validate_alias, validate_name)
 from .scan import basename, scan
 from .store import Store, io_error
 from .util import now, replace_file
@@ -109,6 +110,25 @@ def _disk_errors(what: str):
     return decorate
 
 
+def prepare_log(paths, name: str | None, aliases, exclude, notify=None):
+    """Check what `log` was given, before anything is written: (name, aliases, files).
+
+    The CLI also runs it before a first `log` creates a registry, so that refused input
+    leaves no registry behind.
+    """
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if len(paths) > 1 and not name:
+        raise InvalidInput("several paths need a name", hint="add -n NAME")
+    if name is None:
+        if not paths:
+            raise InvalidInput("nothing to log")
+        name = basename(Path(paths[0]))
+    if ":" in name:
+        raise InvalidInput(f"invalid name {name!r}: a name for log takes no selector")
+    parse_collection(name, DEFAULT_ENTITY, DEFAULT_PROJECT)
+    return name, _alias_list(aliases), scan(paths, exclude, notify)
+
+
 class Registry:
     """A `.modelreg` directory. `notify(message)` receives notes meant for stderr."""
 
@@ -172,8 +192,7 @@ class Registry:
         return coll
 
     def short(self, cid: CollectionId, number: int | None = None) -> str:
-        name = cid.short(self.entity, self.project)
-        return name if number is None else f"{name}:v{number}"
+        return format_ref(cid, number, self.entity, self.project)
 
     def _short_full_ref(self, full: str) -> str:
         """Shorten a stored `entity/project/name:vN` for display."""
@@ -255,25 +274,18 @@ class Registry:
     def log(self, paths, name: str | None = None, *, aliases=(), metadata: dict | None = None,
             description: str = "", run: str | None = None, inputs=(), exclude=(), force: bool = False,
             reason: str | None = None, on_progress=None) -> LogResult:
-        paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-        if len(paths) > 1 and not name:
-            raise InvalidInput("several paths need a name", hint="add -n NAME")
-        if name is None:
-            if not paths:
-                raise InvalidInput("nothing to log")
-            name = basename(Path(paths[0]))
-        if ":" in name:
-            raise InvalidInput(f"invalid name {name!r}: a name for log takes no selector")
+        name, aliases, files = prepare_log(paths, name, aliases, exclude, self.notify)
         cid = parse_collection(name, self.entity, self.project)
-        aliases = _alias_list(aliases)
-        metadata = check_metadata(dict(metadata or {}))
+        metadata = dict(check_metadata({} if metadata is None else metadata))  # never coerce: a list is no object
         input_records = [self._input(text) for text in _listed(inputs)]
-        files = scan(paths, exclude, self.notify)
         coll = self.collection(cid)
         if coll.exists() and coll.kind != "artifact":
             coll.ensure("artifact")  # raises the clash
         with self._writer():
-            stored = self.store.ingest([f.source for f in files], on_file=on_progress)
+            from .statcache import StatCache
+
+            stored = self.store.ingest([f.source for f in files], on_file=on_progress,
+                                       stats=[f.stat for f in files], cache=StatCache(self.path))
             entries = tuple(mf.FileEntry(f.path, digest, size, f.executable)
                             for f, (digest, size) in zip(files, stored))
             from .hashing import version_digest
@@ -410,7 +422,7 @@ class Registry:
         if match:
             # No alias points at a deleted or unknown number, so expecting one is stale (exit 4), not "not found".
             return int(match.group(1))
-        return self._select(coll, expect)
+        return self._select(coll, parse_selector(expect))  # a malformed selector is bad input (exit 2)
 
     @_disk_errors("setting aliases")
     def alias(self, ref: str, aliases, *, expect: str | None = None, force: bool = False,

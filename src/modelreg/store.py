@@ -2,8 +2,15 @@
 
 A blob is copied into `tmp/`, hashed there (never the user's file, which a training job
 may still be writing), made read-only, made durable and only then published under its
-digest with link(2), so an existing blob is never rewritten and a reader never sees a
-partial one.
+digest with rename(2) without replacing (renameat2 RENAME_NOREPLACE) or link(2), so an
+existing blob is never rewritten and a reader never sees a partial one.
+
+Per-file system calls dominate the cost of many small files (FIELD-NOTES), so a small
+file costs: open, fstat, one read, close; a utime of its blob (present: done, and no
+call at all when its objects/ directory does not exist); create, write, close the temp
+file; one rename. Large files are copied and hashed in one pass (fastcopy.py). A stat
+cache (statcache.py) lets `ingest` skip files that have not changed since they were
+last stored.
 """
 
 from __future__ import annotations
@@ -12,8 +19,9 @@ import ctypes
 import ctypes.util
 import errno
 import fcntl
+import itertools
 import os
-import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,14 +80,51 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
 _libc = None
 
 
-def sync_filesystem(fd: int) -> None:
-    """syncfs(2) on the filesystem holding fd; falls back to sync(2)."""
+def _c():
     global _libc
     if _libc is None:
         _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-    syncfs = getattr(_libc, "syncfs", None)
+    return _libc
+
+
+def sync_filesystem(fd: int) -> None:
+    """syncfs(2) on the filesystem holding fd; falls back to sync(2)."""
+    syncfs = getattr(_c(), "syncfs", None)
     if syncfs is None or syncfs(fd) != 0:
         os.sync()
+
+
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+_noreplace_works: bool | None = None
+
+
+def rename_noreplace(src: str, dst: str) -> bool:
+    """rename(2) that never replaces (EEXIST instead); False where the system cannot.
+
+    One system call where link(2) + unlink(2) take two: it counts with thousands of files.
+    """
+    global _noreplace_works
+    if _noreplace_works is False:
+        return False
+    renameat2 = getattr(_c(), "renameat2", None)
+    if renameat2 is None:
+        _noreplace_works = False
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+        _noreplace_works = True
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP) and not _noreplace_works:
+        _noreplace_works = False  # e.g. NFS, or a kernel before 3.15
+        return False
+    raise OSError(err, os.strerror(err), dst)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def io_error(exc: OSError, what: str) -> Error:
@@ -92,9 +137,11 @@ def io_error(exc: OSError, what: str) -> Error:
 
 @dataclass(frozen=True)
 class Staged:
-    tmp: Path
+    tmp: str | None  # None: the blob was already in the store
     digest: str
     size: int
+    stat: os.stat_result | None = None  # the source as it was opened, for the stat cache
+    looked: int = 0  # wall-clock ns just before that fstat
 
 
 class Store:
@@ -103,6 +150,9 @@ class Store:
         self.objects = root / "objects"
         self.tmp = root / "tmp"
         self.fsync = fsync
+        self._temp_names = None
+        self._chmod = None
+        self._fanout: set[str] | None = None  # during ingest: objects/ subdirectories present
 
     def blob_path(self, digest: str) -> Path:
         return self.objects / digest[:2] / digest[2:]
@@ -111,65 +161,157 @@ class Store:
         return self.blob_path(digest).is_file()
 
     def temp_path(self, prefix: str) -> Path:
-        return self.tmp / f"{prefix}-{os.getpid()}-{secrets.token_hex(6)}"
+        return self.tmp / f"{prefix}-{os.getpid()}-{os.urandom(6).hex()}"
+
+    def _temp_name(self) -> str:
+        # One random part per process and a counter: no getrandom(2) per file.
+        if self._temp_names is None:
+            prefix = f"{self.tmp}{os.sep}blob-{os.getpid()}-{os.urandom(6).hex()}-"
+            self._temp_names = (f"{prefix}{n}" for n in itertools.count())
+        return next(self._temp_names)
+
+    def _new_temp(self, flags: int) -> tuple[str, int]:
+        """A new read-only temp file in tmp/, open with `flags`; (name, fd)."""
+        if self._chmod is None:
+            self._chmod = (_umask() & 0o444) != 0  # a umask that strips read bits: chmod after
+        tmp = self._temp_name()
+        fd = os.open(tmp, flags | os.O_CREAT | os.O_EXCL, 0o444)
+        if self._chmod:
+            try:
+                os.fchmod(fd, 0o444)
+            except BaseException:
+                os.close(fd)
+                os.unlink(tmp)
+                raise
+        return tmp, fd
+
+    def reuse(self, digest: str) -> bool:
+        """True when the blob is present; its mtime is refreshed, as for any reused blob."""
+        # Reused blobs look young to gc's grace period, like git's freshened objects.
+        if self._fanout is not None and digest[:2] not in self._fanout:
+            return False  # not even its directory: no system call (a fresh store, many files)
+        path = f"{self.objects}{os.sep}{digest[:2]}{os.sep}{digest[2:]}"
+        try:
+            os.utime(path)
+            return True
+        except FileNotFoundError:
+            return False
+        except OSError:  # not ours to touch (a shared registry): present is enough
+            return os.path.isfile(path)
 
     # -- ingest ---------------------------------------------------------------------
 
     def stage(self, src: Path, sync_now: bool) -> Staged:
-        """Copy one source file into tmp/ and hash the copy."""
+        """Copy one source file into tmp/ and hash the copy (the store's, not the user's)."""
+        looked = time.time_ns()
         try:
             src_fd = os.open(src, os.O_RDONLY)
         except OSError as exc:
             raise InvalidInput(f"cannot read {src}: {exc.strerror}") from None
-        tmp = self.temp_path("blob")
         try:
-            dst_fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-        except OSError as exc:
-            os.close(src_fd)
-            raise io_error(exc, f"storing {src}") from None
-        try:
-            size = os.fstat(src_fd).st_size
-            if size < SMALL_FILE:
-                data = _read_all(src_fd, size)
-                write_all(dst_fd, data)
-                digest, size = hashing.hash_bytes(data), len(data)
+            st = os.fstat(src_fd)
+            if st.st_size < SMALL_FILE:
+                data = _read_all(src_fd, st.st_size)
             else:
-                if not try_reflink(src_fd, dst_fd):
-                    copy_fd(src_fd, dst_fd)
-                size = os.fstat(dst_fd).st_size
-                digest = hashing.hash_fd(dst_fd, size)
-            os.fchmod(dst_fd, 0o444)
-            if sync_now:
-                os.fsync(dst_fd)
+                return self._stage_large(src, src_fd, st, looked, sync_now)
         except OSError as exc:
-            os.close(dst_fd)
-            tmp.unlink(missing_ok=True)
             raise io_error(exc, f"storing {src}") from None
-        except BaseException:
-            os.close(dst_fd)
-            tmp.unlink(missing_ok=True)
-            raise
         finally:
             os.close(src_fd)
+        # A small file is read whole into memory: the bytes hashed are the bytes stored.
+        digest = hashing.hash_bytes(data)
+        if self.reuse(digest):
+            return Staged(None, digest, len(data), st, looked)
+        try:
+            tmp, dst_fd = self._new_temp(os.O_WRONLY)
+        except OSError as exc:
+            raise io_error(exc, f"storing {src}") from None
+        try:
+            write_all(dst_fd, data)
+            if sync_now:
+                os.fsync(dst_fd)
+        except BaseException as exc:
+            os.close(dst_fd)
+            os.unlink(tmp)
+            if isinstance(exc, OSError):
+                raise io_error(exc, f"storing {src}") from None
+            raise
         os.close(dst_fd)
-        return Staged(tmp, digest, size)
+        return Staged(tmp, digest, len(data), st, looked)
 
-    def ingest(self, sources: list[Path], on_file=None) -> list[tuple[str, int]]:
+    def _stage_large(self, src: Path, src_fd: int, st: os.stat_result, looked: int, sync_now: bool) -> Staged:
+        """Clone where the filesystem can; else copy and hash in one pass (fastcopy.py)."""
+        tmp, dst_fd = self._new_temp(os.O_RDWR)
+        try:
+            if try_reflink(src_fd, dst_fd):
+                size = os.fstat(dst_fd).st_size
+                digest = hashing.hash_fd(dst_fd, size)
+            elif self.fsync and hasattr(os, "preadv"):
+                from .fastcopy import copy_hashed, set_direct
+
+                digest, size = copy_hashed(src_fd, dst_fd, set_direct(dst_fd))
+            else:
+                # Nothing will wait for the disk (or no preadv): the kernel's copy, then a hash of it.
+                copy_fd(src_fd, dst_fd)
+                size = os.fstat(dst_fd).st_size
+                digest = hashing.hash_fd(dst_fd, size)
+            if sync_now:
+                os.fsync(dst_fd)
+        except BaseException:
+            os.close(dst_fd)
+            os.unlink(tmp)
+            raise
+        os.close(dst_fd)
+        return Staged(tmp, digest, size, st, looked)
+
+    def ingest(self, sources: list[Path], on_file=None, stats=None, cache=None) -> list[tuple[str, int]]:
         """Store each source file as a blob; returns (digest, size) in order.
 
-        fsyncs are batched as SPEC §5 allows: temp files are written, made durable (one
-        syncfs for many files), published, then the object directories are synced.
+        With a stat cache and the sources' `stats`, a file recorded unchanged whose blob
+        is present is not read at all. fsyncs are batched as SPEC §5 allows: temp files
+        are written, made durable (one syncfs for many files), published, then the
+        object directories are synced.
         """
-        batch = self.fsync and len(sources) > BATCH_SYNC_FILES
-        staged: list[Staged] = []
         try:
-            for src in sources:
-                staged.append(self.stage(src, sync_now=self.fsync and not batch))
+            # A directory created after this listing (by a concurrent log) only costs a
+            # redundant copy: publishing never replaces an existing blob.
+            self._fanout = set(os.listdir(self.objects)) if len(sources) > 1 else None
+        except OSError:
+            self._fanout = None
+        try:
+            return self._ingest(sources, on_file, stats, cache)
+        finally:
+            self._fanout = None
+
+    def _ingest(self, sources, on_file, stats, cache) -> list[tuple[str, int]]:
+        results: list = [None] * len(sources)
+        todo = []
+        for i, src in enumerate(sources):
+            digest = cache.lookup(src, stats[i]) if cache is not None and stats is not None else None
+            if digest is not None and self.reuse(digest):
+                results[i] = (digest, stats[i].st_size)
                 if on_file:
-                    on_file(staged[-1].size)
+                    on_file(stats[i].st_size)
+            else:
+                todo.append(i)
+        batch = self.fsync and len(todo) > BATCH_SYNC_FILES
+        staged: list[Staged] = []
+        published = 0
+        try:
+            for i in todo:
+                item = self.stage(sources[i], sync_now=self.fsync and not batch)
+                staged.append(item)
+                results[i] = (item.digest, item.size)
+                if cache is not None and item.stat is not None:
+                    cache.record(sources[i], item.stat, item.digest, item.looked)
+                if on_file:
+                    on_file(item.size)
             if batch:
                 self._sync_tree()
-            touched = {self.publish(item) for item in staged}
+            touched = set()
+            for item in staged:
+                touched.add(self.publish(item))
+                published += 1
             if self.fsync:
                 if batch:
                     self._sync_tree()
@@ -179,27 +321,51 @@ class Store:
         except OSError as exc:
             raise io_error(exc, "publishing blobs") from None
         finally:
-            for item in staged:
-                item.tmp.unlink(missing_ok=True)
-        return [(item.digest, item.size) for item in staged]
+            for item in staged[published:]:
+                if item.tmp is not None:
+                    try:
+                        os.unlink(item.tmp)
+                    except OSError:
+                        pass
+        if cache is not None:
+            cache.save()
+        return results
 
     def publish(self, item: Staged) -> Path | None:
-        """Link a staged temp file into objects/; returns the directory changed, if any."""
-        final = self.blob_path(item.digest)
+        """Move a staged temp file into objects/ (its temp name is gone afterwards).
+
+        Returns the directory changed, if any; an existing blob is kept, not replaced.
+        """
+        if item.tmp is None:
+            return None
+        final = f"{self.objects}{os.sep}{item.digest[:2]}{os.sep}{item.digest[2:]}"
         try:
-            os.link(item.tmp, final)
+            if self._place(item.tmp, final):
+                return Path(final).parent
         except FileNotFoundError:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(item.tmp, final)
-            except FileExistsError:
-                return self._refresh(final)
-        except FileExistsError:
-            return self._refresh(final)
-        return final.parent
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            if self._place(item.tmp, final):
+                return Path(final).parent
+        self._refresh(final)
+        return None
 
     @staticmethod
-    def _refresh(final: Path) -> None:
+    def _place(tmp: str, final: str) -> bool:
+        """tmp -> final unless final exists (False, tmp removed)."""
+        try:
+            if rename_noreplace(tmp, final):
+                return True
+            os.link(tmp, final)
+        except FileExistsError:
+            pass
+        else:
+            os.unlink(tmp)
+            return True
+        os.unlink(tmp)
+        return False
+
+    @staticmethod
+    def _refresh(final) -> None:
         # Reused blobs look young to gc's grace period, like git's freshened objects.
         try:
             os.utime(final)
@@ -243,9 +409,14 @@ class Store:
 
 
 def _read_all(fd: int, size_hint: int) -> bytes:
-    chunks = []
+    # Asking for one byte more than fstat said: a short read means end of file, so a file
+    # of the expected size costs one read(2), not two.
+    data = os.read(fd, size_hint + 1)
+    if len(data) <= size_hint:
+        return data
+    chunks = [data]
     while True:
-        chunk = os.read(fd, max(size_hint, 1 << 16))
+        chunk = os.read(fd, 1 << 20)
         if not chunk:
             return b"".join(chunks)
         chunks.append(chunk)

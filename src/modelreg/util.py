@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -20,7 +19,7 @@ def now() -> str:
 
 def write_temp(tmp_dir: Path, data: bytes, fsync: bool, prefix: str = "rec") -> Path:
     """A fully written (and, with fsync, durable) temp file, ready to be linked or renamed."""
-    path = tmp_dir / f"{prefix}-{os.getpid()}-{secrets.token_hex(6)}"
+    path = tmp_dir / f"{prefix}-{os.getpid()}-{os.urandom(6).hex()}"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         view = memoryview(data)

@@ -36,6 +36,11 @@ def plain_value(value) -> str:
     comma-joined, objects compact JSON with sorted keys, and no cell holds a tab or a
     newline.
     """
+    kind = type(value)  # the common cells first: `ls NAME` of 10,000 versions has 100,000
+    if kind is str:
+        return value.translate(_PLAIN_ESCAPES) if value else "-"
+    if kind is int:
+        return str(value)
     if value is None or value == "" or value == [] or value == ():
         return "-"
     if isinstance(value, bool):
