@@ -11,7 +11,6 @@ contents; `--check` and the tests keep the table in step with the app.
 import os
 import pathlib
 import sys
-import typing
 
 import typer
 
@@ -136,28 +135,25 @@ def _param(param, cmd, ctx) -> dict:
 
 
 def _complete_spec(param, ctx) -> dict | None:
+    """What TAB offers for a parameter: a registry kind, choices, or file names."""
+    # Typer 0.28's own param types (pinned in pyproject; a sync test catches a change).
+    from typer._click.types import File
+    from typer._types import TyperChoice
+    from typer.models import TyperPath
+
     kind = kind_of(param)
     if kind:
         return {"kind": kind}
-    desc = getattr(param, "type_descriptor", None)
-    if desc is None:
-        return None
-    if desc.is_choice:
+    if isinstance(param.type, TyperChoice):
         return {
             "choices": [item.value for item in param.shell_complete(ctx, "")],
-            "case_sensitive": bool(desc.case_sensitive),
+            "case_sensitive": bool(param.type.case_sensitive),
         }
-    if desc.is_file:
+    if isinstance(param.type, File):
         return {"kind": "file"}
-    inner = typing.get_args(desc.annotation) if (desc.is_list or desc.is_tuple) else ()
-    if desc.is_path or (inner and all(_is_path_type(t) for t in inner)):
-        info = desc.parameter_info
-        return {"kind": "dir" if info.dir_okay and not info.file_okay else "path"}
+    if isinstance(param.type, TyperPath):
+        return {"kind": "dir" if param.type.dir_okay and not param.type.file_okay else "path"}
     return None
-
-
-def _is_path_type(annotation) -> bool:
-    return isinstance(annotation, type) and issubclass(annotation, pathlib.PurePath)
 
 
 def _help(text: str | None) -> dict | None:
