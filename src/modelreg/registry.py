@@ -519,7 +519,11 @@ class Registry:
 
     def links_to(self, cid: CollectionId, number: int) -> list[str]:
         """Refs of the links (in any registered model) whose source is cid:vN."""
-        found = []
+        return self._backlinks(cid).get(number, [])
+
+    def _backlinks(self, cid: CollectionId) -> dict[int, list[str]]:
+        """version number -> refs of the links to it, over every registered model."""
+        found: dict[int, list[str]] = {}
         for other in iter_collection_ids(self.path):
             coll = self.collection(other)
             try:
@@ -530,9 +534,8 @@ class Registry:
                 continue
             for s in summaries:
                 src = s.source or {}
-                if src.get("version") == number and (src.get("entity"), src.get("project"), src.get("name")) == \
-                        (cid.entity, cid.project, cid.name):
-                    found.append(self.short(other, s.version))
+                if (src.get("entity"), src.get("project"), src.get("name")) == (cid.entity, cid.project, cid.name):
+                    found.setdefault(src["version"], []).append(self.short(other, s.version))
         return found
 
     # -- reading ---------------------------------------------------------------------
@@ -577,16 +580,18 @@ class Registry:
         for alias, number in aliases.items():
             by_number.setdefault(number, []).append(alias)
         backlinks = self._backlinks(coll.id) if coll.kind == "artifact" else {}
+        label, kind = self.short(coll.id), coll.kind
+        source_of = self._source_lookup()
         rows = []
         for s in summaries:
             names = by_number.get(s.version, []) + ([LATEST] if s.version == latest else [])
-            base = dict(ref=self.short(coll.id, s.version), collection=self.short(coll.id), entity=coll.id.entity,
-                        project=coll.id.project, kind=coll.kind, version=s.version, aliases=tuple(sorted(names)),
+            base = dict(ref=f"{label}:v{s.version}", collection=label, entity=coll.id.entity,
+                        project=coll.id.project, kind=kind, version=s.version, aliases=tuple(sorted(names)),
                         created=s.created)
             if s.source is not None:
                 src_id = CollectionId(s.source["entity"], s.source["project"], s.source["name"])
-                src = self._summary(src_id, s.source["version"])
-                dangling = src is None or src.digest != s.digest
+                src = source_of(s.source, s.digest)
+                dangling = src is None
                 rows.append(VersionInfo(**base, digest=s.digest, size=0 if dangling else src.size,
                                         metadata={} if dangling else (src.metadata or {}),
                                         file_count=0 if dangling else src.files,
@@ -597,33 +602,30 @@ class Registry:
         rows = _filter(rows, where)
         return _sort(rows, sort)
 
-    def _summary(self, cid: CollectionId, number: int) -> Summary | None:
+    def _live_summaries(self, cid: CollectionId) -> list[Summary]:
+        """A collection's live summaries; none when it is missing or unreadable."""
         coll = self.collection(cid)
         try:
-            if not coll.exists():
-                return None
-            for s in coll.summaries():
-                if s.version == number:
-                    return None if s.deleted else s
+            return coll.live() if coll.exists() else []
         except Error:
-            return None
-        return None
+            return []
 
-    def _backlinks(self, cid: CollectionId) -> dict[int, list[str]]:
-        found: dict[int, list[str]] = {}
-        for other in iter_collection_ids(self.path):
-            coll = self.collection(other)
-            try:
-                if coll.kind != "registered":
-                    continue
-                summaries = coll.live()
-            except Error:
-                continue
-            for s in summaries:
-                src = s.source or {}
-                if (src.get("entity"), src.get("project"), src.get("name")) == (cid.entity, cid.project, cid.name):
-                    found.setdefault(src["version"], []).append(self.short(other, s.version))
-        return found
+    def _source_lookup(self):
+        """source dict, digest -> the live summary a link points at, or None when dangling.
+
+        Each source collection is read once per lookup object, however many links
+        point into it.
+        """
+        cache: dict[CollectionId, dict[int, Summary]] = {}
+
+        def lookup(source: dict, digest: str) -> Summary | None:
+            cid = CollectionId(source["entity"], source["project"], source["name"])
+            if cid not in cache:
+                cache[cid] = {s.version: s for s in self._live_summaries(cid)}
+            found = cache[cid].get(source["version"])
+            return found if found is not None and found.digest == digest else None
+
+        return lookup
 
     def collections(self, project: str | None = None, *, kind: str | None = None) -> list[CollectionInfo]:
         """Every collection (what `ls` lists); `project` is `project` or `entity/project`."""
@@ -639,6 +641,7 @@ class Registry:
         if kind not in (None, "artifact", "registered"):
             raise InvalidInput(f"invalid kind {kind!r}", hint="use artifact or registered")
         result = []
+        source_of = self._source_lookup()
         for cid in iter_collection_ids(self.path):
             if scope and (cid.entity, cid.project) != scope:
                 continue
@@ -651,13 +654,11 @@ class Registry:
                 history = coll.history()
                 if history and history[-1].get("event") == "collection-deleted":
                     continue
-            size = sum(s.size for s in live)
             if coll.kind == "registered":
-                size = 0
-                for s in live:
-                    src = self._summary(CollectionId(s.source["entity"], s.source["project"], s.source["name"]),
-                                        s.source["version"]) if s.source else None
-                    size += src.size if src and src.digest == s.digest else 0
+                sources = [source_of(s.source, s.digest) if s.source else None for s in live]
+                size = sum(src.size for src in sources if src is not None)
+            else:
+                size = sum(s.size for s in live)
             times = [s.created for s in summaries] + [coll.info.get("created", ""), coll.history_time()]
             result.append(CollectionInfo(cid.name, cid.entity, cid.project, coll.kind, len(live),
                                          live[-1].version if live else None, coll.aliases(), size, max(times),
@@ -717,7 +718,8 @@ class Registry:
             aliases = coll.aliases()
             records = {n: coll.read(n) for n in numbers}
             holders = {n: sorted(a for a, v in aliases.items() if v == n) for n in numbers}
-            linked = {n: self.links_to(coll.id, n) if coll.kind == "artifact" else [] for n in numbers}
+            backlinks = self._backlinks(coll.id) if coll.kind == "artifact" else {}
+            linked = {n: backlinks.get(n, []) for n in numbers}
             if not force:
                 for n in numbers:
                     if holders[n]:

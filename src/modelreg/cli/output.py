@@ -22,6 +22,8 @@ class PipeClosed(BaseException):
     """
 
 
+# One encoder for every cell: json.dumps with options builds a new one per call.
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, sort_keys=True)
 _PLAIN_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\r": "\\r", "\n": "\\n"})
 
 
@@ -38,7 +40,9 @@ def plain_value(value) -> str:
     """
     kind = type(value)  # the common cells first: `ls NAME` of 10,000 versions has 100,000
     if kind is str:
-        return value.translate(_PLAIN_ESCAPES) if value else "-"
+        if value.isprintable() and "\\" not in value:  # no tab, newline or backslash to escape
+            return value or "-"
+        return value.translate(_PLAIN_ESCAPES)
     if kind is int:
         return str(value)
     if value is None or value == "" or value == [] or value == ():
@@ -48,7 +52,7 @@ def plain_value(value) -> str:
     if isinstance(value, (list, tuple)):
         return ",".join(plain_value(v) for v in value)
     if isinstance(value, dict):
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True).translate(_PLAIN_ESCAPES)
+        return _COMPACT.encode(value).translate(_PLAIN_ESCAPES)
     return str(value).translate(_PLAIN_ESCAPES)
 
 
@@ -101,12 +105,18 @@ class Output:
         self.write(json.dumps(document, indent=2, ensure_ascii=False))
 
     def rows(self, rows) -> None:
-        for row in rows:
-            self.write("\t".join(plain_value(v) for v in row))
+        self.lines("\t".join([plain_value(v) for v in row]) for row in rows)
 
     def lines(self, lines) -> None:
+        """One line per item, written in large blocks (10,000 rows are one write, not 10,000)."""
+        block: list[str] = []
         for line in lines:
-            self.write(str(line))
+            block.append(str(line))
+            if len(block) >= 4096:
+                self.write("\n".join(block))
+                block = []
+        if block:
+            self.write("\n".join(block))
 
     @property
     def console(self):
@@ -124,13 +134,20 @@ class Output:
         if not rows and empty:
             self.note(empty)
             return
-        from rich import box
-        from rich.table import Table
+        # Drawn here rather than with Rich: a Rich table of 10,000 versions takes seconds.
+        cells = [[("" if c is None else str(c)).replace("\n", " ") for c in row] for row in rows]
+        widths = [max([len(name)] + [len(row[i]) for row in cells]) for i, name in enumerate(columns)]
 
-        table = Table(*columns, title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-        for row in rows:
-            table.add_row(*[str(c) if c is not None else "" for c in row])
-        self.render(table)
+        def line(values) -> str:
+            return "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()
+
+        header = line(columns)
+        if sys.stdout.isatty() and not os.environ.get("NO_COLOR"):
+            header = f"\x1b[1m{header}\x1b[0m"
+        text = [title] if title else []
+        text += [header, "─" * (sum(widths) + 2 * (len(widths) - 1))]
+        text += [line(row) for row in cells]
+        self.write("\n".join(text))
 
     def render(self, renderable) -> None:
         try:
