@@ -102,10 +102,10 @@ def test_a_version_being_deleted_cannot_be_linked_meanwhile(isolated_env, monkey
     reg = modelreg.Registry.init(work)
     reg.log(write_ckpt(work / "c", "weights\n"), name="resnet")
     outcome = {}
-    original = modelreg.Registry.links_to
+    original = modelreg.Registry._backlinks
 
-    def links_to(self, cid, number):
-        found = original(self, cid, number)
+    def backlinks(self, cid):
+        found = original(self, cid)
         if "thread" not in outcome:  # rm has just found no link: another writer links now
 
             def link():
@@ -119,7 +119,7 @@ def test_a_version_being_deleted_cannot_be_linked_meanwhile(isolated_env, monkey
             outcome["thread"].join(0.5)
         return found
 
-    monkeypatch.setattr(modelreg.Registry, "links_to", links_to)
+    monkeypatch.setattr(modelreg.Registry, "_backlinks", backlinks)
     assert [d.ref for d in reg.rm("resnet:v0")] == ["resnet:v0"]
     outcome["thread"].join(15)
     assert isinstance(outcome.get("error"), modelreg.NotFound), outcome
