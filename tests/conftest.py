@@ -37,6 +37,14 @@ def modelreg_bin() -> str:
     return found
 
 
+@pytest.fixture
+def mr(script_runner):
+    """`mr("ls", "--json")`: run the installed console script in-process."""
+    def run(*args, **kwargs):
+        return script_runner.run(["modelreg", *map(str, args)], print_result=False, **kwargs)
+    return run
+
+
 def make_tree(root: Path, files: dict[str, bytes | str], executable=()) -> Path:
     """Write `files` (relative path -> content) under root; mark `executable` paths +x."""
     for rel, content in files.items():

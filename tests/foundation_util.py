@@ -9,8 +9,6 @@ import stat
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pytest
-
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|\+00:00)")
 
 
@@ -79,9 +77,3 @@ def blake3_hex(data: bytes) -> str:
     return blake3(data).hexdigest()
 
 
-@pytest.fixture
-def mr(script_runner):
-    """`mr("ls", "--json")`: run the installed console script in-process."""
-    def run(*args, **kwargs):
-        return script_runner.run(["modelreg", *map(str, args)], print_result=False, **kwargs)
-    return run

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import re
-from datetime import datetime, timezone
 from pathlib import Path
-
-RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|\+00:00)")
 
 
 class CLI:
@@ -48,12 +44,6 @@ def write_ckpt(root: Path, content: str, extra: dict[str, str] | None = None) ->
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
     return root
-
-
-def is_rfc3339_utc(text) -> bool:
-    if not isinstance(text, str) or not RFC3339_UTC.fullmatch(text):
-        return False
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).utcoffset() == timezone.utc.utcoffset(None)
 
 
 def registry_state(root: Path) -> dict[str, bytes]:

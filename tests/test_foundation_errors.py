@@ -13,7 +13,7 @@ import textwrap
 import pytest
 
 from conftest import make_tree, run
-from foundation_util import assert_error, mr, ok  # noqa: F401
+from foundation_util import assert_error, ok
 
 USAGE_ERRORS = {
     "unknown-command": ["frobnicate"],

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from conftest import make_tree
-from foundation_util import assert_error, is_rfc3339_utc, manifest_path, mr, ok, one_json  # noqa: F401
+from foundation_util import assert_error, is_rfc3339_utc, manifest_path, ok, one_json
 
 
 def paths_of(mr, ref):

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from conftest import make_tree
-from foundation_util import assert_error, is_rfc3339_utc, mr, ok, one_json  # noqa: F401
+from foundation_util import assert_error, is_rfc3339_utc, ok, one_json
 
 HEX64 = "0123456789abcdef"
 

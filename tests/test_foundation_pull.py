@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from foundation_util import assert_error, listing, mr, ok, one_json, tree_snapshot  # noqa: F401
+from foundation_util import assert_error, listing, ok, one_json, tree_snapshot
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from foundation_util import assert_error, listing, manifest_path, mr, ok  # noqa: F401
+from foundation_util import assert_error, listing, manifest_path, ok
 
 
 @pytest.fixture

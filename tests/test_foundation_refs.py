@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import make_tree
-from foundation_util import assert_error, mr, ok, one_json  # noqa: F401
+from foundation_util import assert_error, ok, one_json
 
 
 def collection_dir(isolated_env, entity, project, name):

@@ -9,7 +9,7 @@ import stat
 import subprocess
 
 from conftest import make_tree
-from foundation_util import blake3_hex, is_rfc3339_utc, manifest_path, mr, ok, one_json, tree_snapshot  # noqa: F401
+from foundation_util import blake3_hex, is_rfc3339_utc, manifest_path, ok, one_json, tree_snapshot
 
 
 def real(modelreg_bin, *args, cwd=None):

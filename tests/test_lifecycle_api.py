@@ -7,7 +7,8 @@ import getpass
 import pytest
 
 import modelreg
-from lifecycle_util import is_rfc3339_utc, registry_state, write_ckpt
+from foundation_util import is_rfc3339_utc
+from lifecycle_util import registry_state, write_ckpt
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 import modelreg
-from lifecycle_util import CLI, is_rfc3339_utc, registry_state, write_ckpt
+from foundation_util import is_rfc3339_utc
+from lifecycle_util import CLI, registry_state, write_ckpt
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from lifecycle_util import CLI, is_rfc3339_utc, registry_state, write_ckpt
+from foundation_util import is_rfc3339_utc
+from lifecycle_util import CLI, registry_state, write_ckpt
 
 VAL_ACC = [0.71, 0.78, 0.80, 0.91, 0.85]  # v3 is the best
 

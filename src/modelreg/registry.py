@@ -15,7 +15,7 @@ from pathlib import Path
 from . import manifest as mf
 from .collections import Collection, Summary, iter_collection_ids
 from .config import REGISTRY_DIR, Config, default_location, find_registry
-from .errors import Conflict, Error, InvalidInput, IntegrityError, NotFound
+from .errors import Conflict, Error, InvalidInput, NotFound
 from .locks import WriterRegistration
 from .records import AliasResult, CollectionInfo, Deleted, DiffResult, LogResult, PullResult, VersionInfo
 from .refs import (DEFAULT_ENTITY, DEFAULT_PROJECT, DIGEST_PREFIX_RE, LATEST, VERSION_RE, CollectionId, Ref,
