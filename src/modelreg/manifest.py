@@ -153,7 +153,9 @@ Record = VersionManifest | LinkRecord | Tombstone
 
 
 def dumps(record: Record) -> bytes:
-    return (json.dumps(record.to_json(), indent=1, sort_keys=False, ensure_ascii=False) + "\n").encode()
+    # Compact on purpose: with `indent`, json falls back to its pure-Python encoder, which
+    # took ~0.1 s for a 5,000-file manifest (`python -m json.tool` pretty-prints one).
+    return (json.dumps(record.to_json(), separators=(",", ":"), ensure_ascii=False) + "\n").encode()
 
 
 class _Checker:
