@@ -194,3 +194,16 @@ def test_the_library_imports_neither_typer_nor_rich(tmp_path, tree):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""
     assert result.stderr == ""  # the API never prints
+
+
+@pytest.mark.parametrize("args, page", [
+    (["ls", "--kind"], "modelreg ls --help"),
+    (["pull"], "modelreg pull --help"),
+    (["ls", "--frobnicate"], "modelreg ls --help"),
+    (["config", "get"], "modelreg config get --help"),
+    (["frobnicate"], "modelreg --help"),
+])
+def test_a_usage_error_hints_at_the_help_of_the_command_typed(mr, args, page):
+    result = mr(*args)
+    assert_error(result, 2)
+    assert result.stderr.splitlines()[-1] == f"hint: run '{page}' for usage"

@@ -42,11 +42,23 @@ def _silence_stdout() -> None:
         pass
 
 
-def _usage_message(exc) -> tuple[str, str | None]:
-    message = exc.format_message()
+def _typed_command(group, args: list[str]) -> str:
+    """The command path as typed (`modelreg config get`), for errors Click raises without one."""
+    path, node = [PROG], group
+    for arg in args:
+        sub = getattr(node, "commands", {}).get(arg)
+        if sub is not None:
+            path.append(arg)
+            node = sub
+        elif not arg.startswith("-"):
+            break
+    return " ".join(path)
+
+
+def _usage_message(exc, group, args: list[str]) -> tuple[str, str | None]:
     ctx = getattr(exc, "ctx", None)
-    command = ctx.command_path if ctx is not None else PROG
-    return message, f"run '{command} --help' for usage"
+    command = ctx.command_path if ctx is not None else _typed_command(group, args)
+    return exc.format_message(), f"run '{command} --help' for usage"
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -87,7 +99,7 @@ def run(argv: list[str] | None = None) -> int:
             _error("missing command", f"run '{exc.ctx.command_path} --help' to list the commands")
             return 2
         except _click.exceptions.UsageError as exc:
-            _error(*_usage_message(exc))
+            _error(*_usage_message(exc, command, args))
             return 2
         except _click.exceptions.ClickException as exc:
             _error(exc.format_message())
