@@ -89,3 +89,22 @@ def test_copies_get_the_users_mode_under_the_umask(logged, tmp_path):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "out/big.bin").stat().st_mode) == 0o640
     assert stat.S_IMODE((tmp_path / "out/sub/run.sh").stat().st_mode) == 0o750
+
+
+def test_copies_work_where_the_kernel_has_no_copy_file_range(isolated_env, monkeypatch):
+    """macOS has no copy_file_range: logging and pulling fall back to read/write."""
+    import os
+
+    import modelreg
+
+    monkeypatch.delattr(os, "copy_file_range", raising=False)
+    src = isolated_env / "big"
+    src.mkdir()
+    payload = os.urandom(5 * 1024 * 1024 + 123)  # past the small-file path
+    (src / "w.bin").write_bytes(payload)
+    reg = modelreg.Registry.init(isolated_env)
+    reg.config_set("core.fsync", "false")  # the copy_fd path of ingest
+    reg = modelreg.Registry.open(isolated_env)
+    reg.log(src, name="big")
+    reg.pull("big:v0", isolated_env / "out", mode="copy")
+    assert (isolated_env / "out" / "w.bin").read_bytes() == payload

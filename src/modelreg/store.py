@@ -54,9 +54,10 @@ def try_reflink(src_fd: int, dst_fd: int) -> bool:
 def copy_fd(src_fd: int, dst_fd: int) -> int:
     """Copy src to dst with the kernel's copy path; returns the bytes copied."""
     total = 0
+    copy_range = getattr(os, "copy_file_range", None)  # Linux only; macOS reads and writes
     try:
-        while True:
-            n = os.copy_file_range(src_fd, dst_fd, 1 << 30)
+        while copy_range is not None:
+            n = copy_range(src_fd, dst_fd, 1 << 30)
             if n == 0:
                 return total
             total += n
@@ -67,7 +68,7 @@ def copy_fd(src_fd: int, dst_fd: int) -> int:
         chunk = os.read(src_fd, 1 << 20)
         if not chunk:
             return total
-        os.write(dst_fd, chunk)
+        write_all(dst_fd, chunk)
         total += len(chunk)
 
 
