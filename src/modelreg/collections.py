@@ -18,7 +18,7 @@ from . import manifest as mf
 from .errors import Conflict, IntegrityError, NotFound
 from .locks import FileLock
 from .refs import ALIAS_RE, CollectionId
-from .util import create_file, fsync_dir, now, replace_file, rfc3339
+from .util import create_file, fsync_dir, now, replace_file, rfc3339, write_all
 
 VERSION_FILE = re.compile(r"v([0-9]+)\.json")
 ALIAS_LINE = re.compile(r"v([0-9]+)\n?")
@@ -233,9 +233,7 @@ class Collection:
         try:
             end = _drop_torn_tail(fd)
             try:
-                view = memoryview(data)
-                while view:  # a short write (disk full) must not go unnoticed
-                    view = view[os.write(fd, view):]
+                write_all(fd, data)  # a short write (disk full) must not go unnoticed
             except OSError:
                 os.ftruncate(fd, end)  # leave no torn line behind
                 raise

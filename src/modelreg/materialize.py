@@ -21,14 +21,9 @@ from .errors import Conflict, Error, IntegrityError, InvalidInput
 from .fastcopy import join
 from .manifest import FileEntry, paths_problem
 from .store import Store, copy_fd, io_error, try_reflink
+from .util import current_umask
 
 TMP_PREFIX = ".modelreg-tmp-"
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _inside(path: str, root: str) -> bool:
@@ -47,7 +42,7 @@ class Materializer:
         self.verify_copy = verify is not False
         self.verify_links = verify is True
         self.notify = notify
-        self.umask = _umask()
+        self.umask = current_umask()
         self.reflinked = 0
         self.copied_executables = 0
         # Per-file system calls are what a pull of many files costs: directories made or

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from . import hashing
 from .errors import Error, InvalidInput
-from .util import fsync_dir
+from .util import current_umask, fsync_dir, write_all
 
 FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
 SMALL_FILE = hashing.MMAP_THRESHOLD
@@ -72,11 +72,6 @@ def copy_fd(src_fd: int, dst_fd: int) -> int:
         total += len(chunk)
 
 
-def write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
 
 _libc = None
 
@@ -120,12 +115,6 @@ def rename_noreplace(src: str, dst: str) -> bool:
         _noreplace_works = False  # e.g. NFS, or a kernel before 3.15
         return False
     raise OSError(err, os.strerror(err), dst)
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def io_error(exc: OSError, what: str) -> Error:
@@ -174,7 +163,7 @@ class Store:
     def _new_temp(self, flags: int) -> tuple[str, int]:
         """A new read-only temp file in tmp/, open with `flags`; (name, fd)."""
         if self._chmod is None:
-            self._chmod = (_umask() & 0o444) != 0  # a umask that strips read bits: chmod after
+            self._chmod = (current_umask() & 0o444) != 0  # a umask that strips read bits: chmod after
         tmp = self._temp_name()
         fd = os.open(tmp, flags | os.O_CREAT | os.O_EXCL, 0o444)
         if self._chmod:

@@ -17,14 +17,25 @@ def now() -> str:
     return rfc3339()
 
 
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """Write all of `data`: os.write may write less (a full disk raises on the next call)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_temp(tmp_dir: Path, data: bytes, fsync: bool, prefix: str = "rec") -> Path:
     """A fully written (and, with fsync, durable) temp file, ready to be linked or renamed."""
     path = tmp_dir / f"{prefix}-{os.getpid()}-{os.urandom(6).hex()}"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, data)
         if fsync:
             os.fsync(fd)
     except BaseException:
