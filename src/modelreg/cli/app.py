@@ -164,8 +164,7 @@ def log(
             raise  # an input names a version, which needs an existing registry
         prepare_log([str(p) for p in paths], name, alias or [], exclude or [])  # refused input creates no registry
         reg = state(ctx).open_or_init(out)
-    total = _source_bytes(paths)
-    with out.progress("logging", total) as advance:
+    with out.progress("logging", lambda: _source_bytes(paths)) as advance:
         result = reg.log([str(p) for p in paths], name, aliases=alias or [], metadata=metadata,
                          description=description, run=run, inputs=input_ or [], exclude=exclude or [],
                          force=force, reason=reason, on_progress=advance)
@@ -296,8 +295,6 @@ def ls(
     """
     out = Output(json_mode, plain, quiet)
     reg = state(ctx).open(out)
-    if kind is not None and kind not in ("artifact", "registered"):
-        raise InvalidInput(f"invalid kind {kind!r}", hint="use artifact or registered")
     if target is None or target.endswith("/"):
         if sort or where:
             raise InvalidInput("--sort and --where apply to the versions of one collection", hint="use `modelreg ls NAME --sort FIELD`")
@@ -467,12 +464,7 @@ def pull(
     """
     out = Output(json_mode, plain, quiet)
     reg = state(ctx).open(out)
-    from ..config import PULL_MODES
-
-    if mode is not None and mode not in PULL_MODES:
-        raise InvalidInput(f"invalid mode {mode!r}", hint="use one of " + ", ".join(PULL_MODES))
-    total = sum(f.size for f in reg.files(ref))
-    with out.progress("pulling", total) as advance:
+    with out.progress("pulling", lambda: sum(f.size for f in reg.files(ref))) as advance:
         result = reg.pull(ref, output, mode=mode, files=file or [], force=force, verify=verify, on_progress=advance)
     if out.mode == "json":
         out.json(result.to_json())
@@ -667,7 +659,7 @@ def fsck(
 
     out = Output(json_mode, plain, quiet)
     reg = state(ctx).open(out)
-    with out.progress("checking", 0 if quick else store_bytes(reg)) as advance:
+    with out.progress("checking", lambda: 0 if quick else store_bytes(reg)) as advance:
         result = reg.fsck(quick=quick, on_progress=advance)
     for link, source in result.dangling:
         out.note(f"{link} is a dangling link: its source {source} was deleted")

@@ -166,9 +166,15 @@ class Output:
             print(f"modelreg: warning: {message}", file=sys.stderr)
 
     @contextmanager
-    def progress(self, description: str, total: int):
-        """Yields an advance(n) callback; draws a bar only on a terminal, and not with -q."""
-        if self.quiet or not sys.stderr.isatty() or total < 64 * 1024 * 1024 or os.environ.get("TERM") == "dumb":
+    def progress(self, description: str, measure):
+        """Yields an advance(n) callback; draws a bar only on a terminal, and not with -q.
+
+        `measure()` gives the total in bytes; it is called only when a bar could be drawn,
+        so that scripts never pay for sizing work nobody sees.
+        """
+        drawn = not self.quiet and sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+        total = measure() if drawn else 0
+        if total < 64 * 1024 * 1024:
             yield lambda n: None
             return
         from rich.console import Console
