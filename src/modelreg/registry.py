@@ -347,11 +347,8 @@ class Registry:
         return data
 
     def _log_result(self, coll: Collection, number: int, digest: str, new: bool, source: str | None = None) -> LogResult:
-        aliases = tuple(a for a, n in coll.aliases().items() if n == number)
-        if coll.latest() == number:
-            aliases = tuple(sorted((*aliases, LATEST)))
         return LogResult(self.short(coll.id, number), self.short(coll.id), coll.id.entity, coll.id.project,
-                         number, digest, aliases, new, source)
+                         number, digest, self._aliases_of(coll, number), new, source)
 
     # -- aliases ---------------------------------------------------------------------
 
