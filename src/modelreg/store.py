@@ -161,6 +161,7 @@ class Store:
         self._temp_names = None
         self._chmod = None
         self._fanout: set[str] | None = None  # during ingest: objects/ subdirectories present
+        self._on_bytes = None  # during ingest: its progress callback
 
     def blob_path(self, digest: str) -> Path:
         return self.objects / digest[:2] / digest[2:]
@@ -209,11 +210,13 @@ class Store:
 
     # -- ingest ---------------------------------------------------------------------
 
-    def stage(self, src: Path, sync_now: bool, on_progress=None) -> Staged:
+    def stage(self, src: Path, sync_now: bool) -> Staged:
         """Copy one source file into tmp/ and hash the copy (the store's, not the user's).
 
-        `on_progress(n)` hears of the bytes as a large file is copied, a small one's once.
+        During `ingest`, its progress callback hears of the bytes as a large file is
+        copied, of a small one's at once.
         """
+        on_progress = self._on_bytes
         looked = time.time_ns()
         try:
             src_fd = os.open(src, os.O_RDONLY)
@@ -298,10 +301,12 @@ class Store:
             self._fanout = set(os.listdir(self.objects)) if len(sources) > 1 else None
         except OSError:
             self._fanout = None
+        self._on_bytes = on_file
         try:
             return self._ingest(sources, on_file, stats, cache)
         finally:
             self._fanout = None
+            self._on_bytes = None
 
     def _ingest(self, sources, on_file, stats, cache) -> list[tuple[str, int]]:
         results: list = [None] * len(sources)
@@ -319,7 +324,7 @@ class Store:
         published = 0
         try:
             for i in todo:
-                item = self.stage(sources[i], sync_now=self.fsync and not batch, on_progress=on_file)
+                item = self.stage(sources[i], sync_now=self.fsync and not batch)
                 staged.append(item)
                 results[i] = (item.digest, item.size)
                 if cache is not None and item.stat is not None:
