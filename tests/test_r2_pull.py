@@ -109,6 +109,9 @@ def _target(work: Path, case: str) -> list[str]:
     if case == "link-to-registry":
         (work / "reglink").symlink_to(work / ".modelreg")
         return ["-o", "reglink"]
+    if case == "link-to-alias-file":
+        (work / "aliaslink").symlink_to(work / COLL / "aliases" / "production")
+        return ["-o", "aliaslink"]
     if case == "link-to-collection":
         (work / "colllink").symlink_to(work / COLL)
         return ["-o", "colllink"]
@@ -123,7 +126,7 @@ def _target(work: Path, case: str) -> list[str]:
     raise AssertionError(case)
 
 
-CASES = ["registry", "registry-absolute", "aliases-dir", "new-dir-inside", "link-to-registry",
+CASES = ["registry", "registry-absolute", "aliases-dir", "new-dir-inside", "link-to-registry", "link-to-alias-file",
          "link-to-collection", "subdir-link-in-cwd", "subdir-link-in-dir"]
 
 

@@ -119,11 +119,11 @@ class Materializer:
         if problem:
             raise IntegrityError(f"refusing to pull: the stored manifest is unsafe: {problem}",
                                  hint="run `modelreg fsck`")
-        if self.target.exists() and not self.target.is_dir():
-            raise Conflict(f"{self.target} exists and is not a directory")
         real_root = os.path.realpath(self.target)
         if _inside(real_root, self.registry):
             raise self._into_registry(f"it is inside the registry {self.store.root}")
+        if self.target.exists() and not self.target.is_dir():
+            raise Conflict(f"{self.target} exists and is not a directory")
         # Only a DIR that holds the registry can lead a file into it (a symlink leading out
         # of DIR is refused by check_parents): no per-file cost in the usual case.
         registry_below = _inside(self.registry, real_root)
