@@ -64,8 +64,11 @@ def _clear_direct(fd: int) -> None:
     fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_DIRECT)
 
 
-def copy_hashed(src_fd: int, dst_fd: int, direct: bool) -> tuple[str, int]:
-    """Read src, hash each buffer, write it to dst (O_DIRECT if `direct`); (digest, size)."""
+def copy_hashed(src_fd: int, dst_fd: int, direct: bool, on_progress=None) -> tuple[str, int]:
+    """Read src, hash each buffer, write it to dst (O_DIRECT if `direct`); (digest, size).
+
+    `on_progress(n)` is called once per buffer read and hashed (CHUNK bytes).
+    """
     hasher = hashing.new_hasher()
     buffers = [mmap.mmap(-1, CHUNK) for _ in range(DEPTH)]  # page-aligned, as O_DIRECT wants
     free: queue.SimpleQueue = queue.SimpleQueue()
@@ -120,6 +123,8 @@ def copy_hashed(src_fd: int, dst_fd: int, direct: bool) -> tuple[str, int]:
                 hasher.update(whole[:n])
             full.put((buf, n, offset))
             offset += n
+            if on_progress:
+                on_progress(n)
     finally:
         full.put(None)
         join(thread)

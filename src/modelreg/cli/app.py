@@ -164,25 +164,23 @@ def log(
             raise  # an input names a version, which needs an existing registry
         prepare_log([str(p) for p in paths], name, alias or [], exclude or [])  # refused input creates no registry
         reg = state(ctx).open_or_init(out)
-    with out.progress("logging", lambda: _source_bytes(paths)) as advance:
+    with out.progress("logging", lambda: _source_bytes(paths, exclude or [])) as advance:
         result = reg.log([str(p) for p in paths], name, aliases=alias or [], metadata=metadata,
                          description=description, run=run, inputs=input_ or [], exclude=exclude or [],
                          force=force, reason=reason, on_progress=advance)
     _print_logged(out, result)
 
 
-def _source_bytes(paths: list[Path]) -> int:
-    """A cheap size estimate for the progress bar: top-level files only."""
-    total = 0
-    for path in paths:
-        try:
-            if path.is_file():
-                total += path.stat().st_size
-            elif path.is_dir():
-                total += sum(p.stat().st_size for p in path.iterdir() if p.is_file())
-        except OSError:
-            pass
-    return total
+def _source_bytes(paths: list[Path], exclude: list[str]) -> int:
+    """The bytes `log` will read, for the progress bar: the same walk `log` makes, so that
+    the bar ends at its total (run only when a bar can be drawn)."""
+    from ..errors import Error
+    from ..scan import scan
+
+    try:
+        return sum(f.size for f in scan([str(p) for p in paths], exclude))
+    except Error:
+        return 0  # no bar: `log` itself reports what is wrong
 
 
 def _print_logged(out: Output, result) -> None:
@@ -464,7 +462,7 @@ def pull(
     """
     out = Output(json_mode, plain, quiet)
     reg = state(ctx).open(out)
-    with out.progress("pulling", lambda: sum(f.size for f in reg.files(ref))) as advance:
+    with out.progress("pulling", lambda: _selected_bytes(reg, ref, file or [])) as advance:
         result = reg.pull(ref, output, mode=mode, files=file or [], force=force, verify=verify, on_progress=advance)
     if out.mode == "json":
         out.json(result.to_json())
@@ -472,6 +470,14 @@ def pull(
         out.rows([[result.ref, result.path, result.files, result.bytes, result.mode]])
     else:
         out.write(result.path)
+
+
+def _selected_bytes(reg: Registry, ref: str, patterns: list[str]) -> int:
+    """The bytes `pull` will place, for the progress bar: only the files --file selects."""
+    import fnmatch
+
+    return sum(f.size for f in reg.files(ref)
+               if not patterns or any(fnmatch.fnmatchcase(f.path, p) for p in patterns))
 
 
 # -- diff ------------------------------------------------------------------------------

@@ -616,13 +616,23 @@ PROSE: dict[str, dict] = {
               on the whole relative path; a pattern that matches nothing is not found.
             - If DIR already holds exactly the version's files, nothing is rewritten.
               A file missing from DIR is restored. A file whose content differs is a
-              conflict, and nothing is written, unless `--force`. Files that the
-              version does not have are left alone.
+              conflict, and nothing is written, unless `--force`: a refused pull
+              changes nothing in DIR, not even the executable bit of a file that is
+              already in place. Files that the version does not have are left alone.
             - A file is never written outside DIR, whatever a manifest says, nor
               through a symbolic link to a directory outside DIR.
+            - Nothing is ever written into the registry: a DIR that is the registry
+              or lies inside it (symbolic links resolved), or a file that would land
+              in it (a registry inside DIR, or a symbolic link in DIR leading into
+              it), is refused before anything is written.
             - Files are written as `.modelreg-tmp-*` beside their final names and
               renamed into place. Ctrl-C or SIGTERM removes them; after a SIGKILL, the
               next `pull` into DIR does.
+
+            On a terminal, a pull of 64 MiB or more shows a progress bar on standard
+            error (bytes done of the total, rate and time left), advanced as bytes are
+            copied and cleared when the pull ends; never with `-q`, off a terminal or
+            with `TERM=dumb`.
         """,
         "output": """
             By default and with `-q`, DIR as given, or the default `./NAME-vN`.
@@ -636,7 +646,7 @@ PROSE: dict[str, dict] = {
             0: "DIR holds the files, written now or already there.",
             1: """Failed: the filesystem cannot clone (`reflink`), DIR is on another
                 filesystem (`hardlink`), content did not verify, or an I/O error.""",
-            2: "A bad reference or mode, or a path that would leave DIR.",
+            2: "A bad reference or mode, a path that would leave DIR, or a DIR or file inside the registry.",
             3: "Not found: no registry, or no such version, a dangling link, or a `--file` pattern that matches nothing.",
             4: "A file in DIR differs from the version's (use `--force`); nothing was written.",
         },
