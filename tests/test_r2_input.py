@@ -244,6 +244,21 @@ def test_real_process_non_utf8_names_are_exit_2_with_no_raw_bytes(tmp_path, bad_
     assert not (work / ".modelreg").exists()
 
 
+def test_real_process_non_utf8_directory_argument_is_logged_with_an_escaped_producer(tmp_path):
+    """Only the directory's contents are stored; its name reaches the manifest only as the
+    producer's command line, which describes the run and is kept with `\\xNN` escapes."""
+    work = tmp_path / "proc"
+    make_tree(work / os.fsdecode(b"d\xe9"), {"a.txt": "a\n"})
+    env = env_for(NO_COLOR="1")
+    proc = subprocess.run([sys.executable.encode(), b"-m", b"modelreg", b"log", b"d\xe9", b"-n", b"x"], cwd=work,
+                          env=env, capture_output=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"x:v0\n"
+    shown = subprocess.run([sys.executable, "-m", "modelreg", "show", "x", "--json"], cwd=work, env=env,
+                           capture_output=True, text=True)
+    assert "d\\xe9" in json.loads(shown.stdout)["producer"]["command"]
+
+
 @pytest.mark.parametrize("content,needle", [
     (b'{"a": "caf\xe9"}', "UTF-8"),
     (b"\xff\xfe{\x00}\x00", "UTF-8"),
