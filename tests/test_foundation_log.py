@@ -168,8 +168,8 @@ def test_paths_differing_only_by_case_are_refused(mr, tmp_path, isolated_env, re
     assert_nothing_logged(isolated_env, registry_state)
 
 
-def test_a_missing_path_is_invalid_input(mr, isolated_env, registry_state):
-    assert_error(mr("log", isolated_env / "nope"), 2, "nope")
+def test_a_missing_path_is_not_found(mr, isolated_env, registry_state):
+    assert_error(mr("log", isolated_env / "nope"), 3, "nope")  # SPEC §4: not found is exit 3
     assert_nothing_logged(isolated_env, registry_state)
 
 
@@ -225,7 +225,7 @@ def test_a_meta_file_that_is_not_a_json_object_is_refused(mr, tree, tmp_path, co
 
 
 def test_a_missing_meta_file_is_refused(mr, tree, tmp_path):
-    assert_error(mr("log", tree, "--meta-file", tmp_path / "absent.json"), 2, "absent.json")
+    assert_error(mr("log", tree, "--meta-file", tmp_path / "absent.json"), 3, "absent.json")
 
 
 def test_description_and_inputs_are_recorded(mr, tree, tmp_path):

@@ -608,12 +608,17 @@ def grace_seconds(registry, grace) -> int:
     """`grace` as seconds: an int, a DURATION string, or None for the config's gc.grace."""
     if grace is None:
         grace = registry.config.get("gc.grace")
+    import math
+
+    hint = "use 0 or more seconds, or a DURATION such as 24h"
     if isinstance(grace, bool):
-        raise InvalidInput(f"invalid duration {grace!r}")
+        raise InvalidInput(f"invalid duration {grace!r}", hint=hint)
     if isinstance(grace, (int, float)):
-        if grace < 0:
-            raise InvalidInput(f"invalid duration {grace!r}", hint="use 0 or more seconds")
+        if not math.isfinite(grace) or grace < 0:  # NaN compares false to everything: test it first
+            raise InvalidInput(f"invalid duration {grace!r}", hint=hint)
         return int(grace)
+    if not isinstance(grace, str):
+        raise InvalidInput(f"invalid duration {grace!r}", hint=hint)
     return parse_duration(grace)
 
 

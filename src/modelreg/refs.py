@@ -35,15 +35,30 @@ def validate_name(name: str, what: str = "name") -> str:
     return name
 
 
-def validate_alias(alias: str, *, settable: bool = True) -> str:
-    """Check an alias name; `settable` also refuses `latest`, which is computed."""
+def is_reserved_alias(alias: str) -> bool:
+    """v<N>, `none` and names ending in `.lock`, in any case.
+
+    Case is ignored because `V3` reads as a version to a person, and because an alias
+    file `x.LOCK` is the same file as `x.lock` on a case-insensitive filesystem.
+    """
+    folded = alias.lower()
+    return bool(VERSION_RE.fullmatch(folded)) or folded == "none" or folded.endswith(".lock")
+
+
+def validate_alias(alias: str, *, settable: bool = True, removing: bool = False) -> str:
+    """Check an alias name; `settable` also refuses `latest`, which is computed.
+
+    `removing` lets a reserved name through, so that an alias set before it was
+    reserved can still be removed.
+    """
     if not isinstance(alias, str) or not ALIAS_RE.fullmatch(alias):
         raise InvalidInput(
             f"invalid alias {_shown(alias)}",
             hint="aliases are 1-64 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit",
         )
-    if VERSION_RE.fullmatch(alias) or alias == "none" or alias.endswith(".lock"):
-        raise InvalidInput(f"alias {alias!r} is reserved", hint="v<N>, 'none' and names ending in .lock cannot be aliases")
+    if not removing and is_reserved_alias(alias):
+        raise InvalidInput(f"alias {alias!r} is reserved",
+                           hint="v<N>, 'none' and names ending in .lock (in any case) cannot be aliases")
     if settable and alias == LATEST:
         raise InvalidInput("alias 'latest' cannot be set or removed by hand", hint="it always points at the highest live version")
     return alias

@@ -33,17 +33,79 @@ def _user() -> str:
         return str(os.getuid())
 
 
-def check_metadata(metadata: object, what: str = "metadata") -> dict:
-    """Metadata must be a JSON object of finite numbers; NaN and Infinity are not JSON."""
-    if not isinstance(metadata, dict):
-        raise InvalidInput(f"{what} must be a JSON object")
+# Documented limits (modelreg-log(1)). Metadata is read with every `ls NAME` and kept in
+# each collection's index; a bound keeps every reader fast and within Python's recursion limit.
+METADATA_MAX_DEPTH = 32  # levels of objects and lists, the top-level object included
+METADATA_MAX_BYTES = 1 << 20  # as compact UTF-8 JSON, as it is stored
+META_FILE_MAX_BYTES = 16 << 20  # a --meta-file larger than this is refused unread
+
+
+def _type_name(value: object) -> str:
+    return "None" if value is None else type(value).__name__
+
+
+def _utf8(text: str, what: str) -> str:
+    """A string that will be written as UTF-8 JSON: lone surrogates (bytes that were not
+    UTF-8 in argv or a file name) cannot be, and would fail only after the blobs are stored."""
     try:
-        json.dumps(metadata, allow_nan=False)
-    except ValueError:
-        raise InvalidInput(f"{what} holds NaN or Infinity, which JSON cannot represent") from None
-    except TypeError as exc:
-        raise InvalidInput(f"{what} is not JSON-serialisable: {exc}") from None
-    return metadata
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{what} is not valid UTF-8") from None
+    return text
+
+
+def _metadata_problem(metadata: dict) -> str | None:
+    """Why `metadata` cannot be stored, or None. Iterative, so that no depth (nor a cycle,
+    which only ever gets deeper) can exhaust the interpreter's stack."""
+    stack: list[tuple[object, int]] = [(metadata, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list, tuple)):
+            if depth > METADATA_MAX_DEPTH:
+                return f"nests deeper than {METADATA_MAX_DEPTH} levels of objects and lists"
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    if not isinstance(key, str):
+                        return f"has a key that is a {_type_name(key)}; keys must be strings"
+                    stack.append((key, depth + 1))
+                    stack.append((item, depth + 1))
+            else:
+                stack.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return "holds a string that is not valid UTF-8"
+        elif isinstance(value, float):
+            if value != value or value in (float("inf"), float("-inf")):
+                return "holds NaN or Infinity, which JSON cannot represent"
+        elif not (value is None or isinstance(value, int)):  # bool is an int
+            return f"holds a {_type_name(value)}, which JSON cannot represent"
+    return None
+
+
+def check_metadata(metadata: object, what: str = "metadata") -> dict:
+    """Metadata as it will be stored: a JSON object within the documented limits.
+
+    Returns a copy made from its JSON, so that what is stored is exactly what readers
+    will see (a tuple becomes a list) and later changes by the caller do not leak in.
+    """
+    if not isinstance(metadata, dict):
+        raise InvalidInput(f"{what} must be a JSON object, not {_type_name(metadata)}")
+    problem = _metadata_problem(metadata)
+    if problem:
+        raise InvalidInput(f"{what} {problem}",
+                           hint="keep large or deeply nested data in a file of the version instead"
+                           if problem.startswith("nests") else None)
+    try:
+        text = json.dumps(metadata, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    except (ValueError, TypeError) as exc:  # e.g. an int longer than Python will print
+        raise InvalidInput(f"{what} cannot be written as JSON: {exc}") from None
+    size = len(text.encode("utf-8"))
+    if size > METADATA_MAX_BYTES:
+        raise InvalidInput(f"{what} is {size} bytes as JSON; the limit is 1 MiB",
+                           hint="keep large data in a file of the version instead")
+    return json.loads(text)
 
 
 def parse_metadata_value(text: str):
@@ -55,32 +117,59 @@ def parse_metadata_value(text: str):
         return json.loads(text, parse_constant=reject)
     except InvalidInput:
         raise
+    except RecursionError:  # valid JSON, only too deep for the parser: not a string to keep
+        raise InvalidInput(f"metadata value nests deeper than {METADATA_MAX_DEPTH} levels of objects and lists") from None
     except ValueError:
         return text
 
 
 def parse_metadata_items(items: list[str]) -> dict:
     result = {}
-    for item in items:
+    for item in _str_list(items, "metadata items", one=False):
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
             raise InvalidInput(f"invalid metadata {item!r}", hint="use -m KEY=VALUE")
         result[key.strip()] = parse_metadata_value(value)
-    return result
+    return check_metadata(result)
 
 
 def load_meta_file(path: str | os.PathLike) -> dict:
+    """A --meta-file: a UTF-8 JSON object. Missing is exit 3; anything else wrong, exit 2."""
+    from .scan import shown_path
+
+    path = _path_arg(path, "metadata file")
+    shown = shown_path(path)
     try:
-        text = Path(path).read_text()
+        # Read, not stat-then-read: `--meta-file <(jq ...)` is a pipe with no size.
+        with open(path, "rb") as handle:
+            raw = handle.read(META_FILE_MAX_BYTES + 1)
+    except (FileNotFoundError, NotADirectoryError):
+        if os.path.islink(path):
+            raise InvalidInput(f"metadata file {shown} is a dangling symlink") from None
+        raise NotFound(f"metadata file {shown} does not exist") from None
+    except IsADirectoryError:
+        raise InvalidInput(f"metadata file {shown} is a directory") from None
     except OSError as exc:
-        raise InvalidInput(f"cannot read metadata file {path}: {exc.strerror}") from None
+        raise InvalidInput(f"cannot read metadata file {shown}: {exc.strerror}") from None
+    if len(raw) > META_FILE_MAX_BYTES:
+        raise InvalidInput(f"metadata file {shown} is larger than 16 MiB",
+                           hint="metadata is limited to 1 MiB; keep large data in a file of the version")
+    try:
+        text = raw.decode("utf-8")  # a byte-order mark stays, and is refused as not JSON (RFC 8259 §8.1)
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"metadata file {shown} is not UTF-8 text (byte {exc.start})",
+                           hint="save it as UTF-8 JSON") from None
+
     def reject(token):
-        raise InvalidInput(f"metadata file {path} holds {token}, which JSON cannot represent")
+        raise InvalidInput(f"metadata file {shown} holds {token}, which JSON cannot represent")
     try:
         data = json.loads(text, parse_constant=reject)
+    except RecursionError:
+        raise InvalidInput(f"metadata file {shown} nests deeper than {METADATA_MAX_DEPTH} levels "
+                           "of objects and lists") from None
     except ValueError as exc:
-        raise InvalidInput(f"metadata file {path} is not valid JSON: {exc}") from None
-    return check_metadata(data, f"metadata file {path}")
+        raise InvalidInput(f"metadata file {shown} is not valid JSON: {exc}") from None
+    return check_metadata(data, f"metadata file {shown}")
 
 
 def _git_info(cwd: str) -> dict | None:
@@ -93,6 +182,20 @@ def _git_info(cwd: str) -> dict | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
+def check_log_options(metadata, description, run, inputs, force, reason, on_progress=None) -> tuple[dict, list[str]]:
+    """Check `log`'s other arguments, before anything is scanned or written: (metadata, inputs).
+
+    The CLI also runs it before a first `log` creates a registry.
+    """
+    metadata = check_metadata({} if metadata is None else metadata)
+    _str_arg(description, "description", optional=True, stored=True)
+    _str_arg(run, "run", optional=True, stored=True)
+    _bool_arg(force, "force")
+    _str_arg(reason, "reason", optional=True, stored=True)
+    _callable_arg(on_progress, "on_progress")
+    return metadata, _str_list(inputs, "inputs")
 
 
 def _disk_errors(what: str):
@@ -116,7 +219,9 @@ def prepare_log(paths, name: str | None, aliases, exclude, notify=None):
     The CLI also runs it before a first `log` creates a registry, so that refused input
     leaves no registry behind.
     """
-    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    paths = [_path_arg(p, "a path to log") for p in _items(paths, "paths", one=True)]
+    name = _str_arg(name, "name", optional=True)
+    exclude = _str_list(exclude, "exclude", one=False)
     if len(paths) > 1 and not name:
         raise InvalidInput("several paths need a name", hint="add -n NAME")
     if name is None:
@@ -274,13 +379,14 @@ class Registry:
     def log(self, paths, name: str | None = None, *, aliases=(), metadata: dict | None = None,
             description: str = "", run: str | None = None, inputs=(), exclude=(), force: bool = False,
             reason: str | None = None, on_progress=None) -> LogResult:
+        # Every check comes before the first write: a refused log leaves no blob, no collection.
+        metadata, inputs = check_log_options(metadata, description, run, inputs, force, reason, on_progress)
         name, aliases, files = prepare_log(paths, name, aliases, exclude, self.notify)
         cid = parse_collection(name, self.entity, self.project)
-        metadata = dict(check_metadata({} if metadata is None else metadata))  # never coerce: a list is no object
-        input_records = [self._input(text) for text in _listed(inputs)]
+        input_records = [self._input(text) for text in inputs]
         coll = self.collection(cid)
-        if coll.exists() and coll.kind != "artifact":
-            coll.ensure("artifact")  # raises the clash
+        self._refuse_clash(coll, "artifact")
+        producer = _utf8_safe(self._producer(run))
         with self._writer():
             from .statcache import StatCache
 
@@ -290,9 +396,12 @@ class Registry:
                             for f, (digest, size) in zip(files, stored))
             from .hashing import version_digest
             digest = version_digest([(e.path, e.digest, e.size, e.executable) for e in entries])
-            coll.ensure("artifact")
-            producer = self._producer(run)
+            # The lock lives in the collection's directory, which stays invisible (no
+            # collection.json) until ensure() below: a log that never gets the lock, or is
+            # killed waiting, leaves no empty collection behind.
+            coll.dir.mkdir(parents=True, exist_ok=True)
             with coll.lock(self._on_break(coll)):
+                coll.ensure("artifact")
                 for s in coll.live():
                     if s.digest == digest:
                         self._apply_aliases(coll, s.version, aliases, force, reason, expect=None)
@@ -312,6 +421,25 @@ class Registry:
 
     def _writer(self):
         return WriterRegistration(self.path / "locks")
+
+    def _refuse_clash(self, coll: Collection, kind: str) -> None:
+        """Refuse, before anything is written, a name taken by the other kind or by another case.
+
+        ensure() checks again when it creates the collection; this only moves the
+        common refusal ahead of the blob writes.
+        """
+        if coll.exists():
+            if coll.kind != kind:
+                coll.ensure(kind)  # raises the clash
+            return
+        folded = coll.id.name.casefold()
+        try:
+            names = os.listdir(coll.dir.parent)
+        except FileNotFoundError:
+            return
+        for other in names:
+            if other != coll.id.name and other.casefold() == folded and (coll.dir.parent / other / "collection.json").is_file():
+                raise Conflict(f"collection {other!r} already exists; names may not differ only by case")
 
     def _on_break(self, coll: Collection):
         def note(record: dict) -> None:
@@ -425,6 +553,8 @@ class Registry:
     def alias(self, ref: str, aliases, *, expect: str | None = None, force: bool = False,
               reason: str | None = None) -> AliasResult:
         """Point each alias at REF's version in REF's collection, all or none."""
+        _check_change(ref, force, reason)
+        _str_arg(expect, "expect", optional=True)
         aliases = _alias_list(aliases)
         if not aliases:
             raise InvalidInput("no alias given")
@@ -444,7 +574,9 @@ class Registry:
         A bare name removes each alias wherever it points; `name:sel` requires that
         each points at that version.
         """
-        aliases = _unique([validate_alias(a) for a in (aliases if not isinstance(aliases, str) else [aliases])])
+        _check_change(ref, force, reason)
+        # A reserved name may still be removed: it may have been set before it was reserved.
+        aliases = _unique([validate_alias(a, removing=True) for a in _listed(aliases)])
         if not aliases:
             raise InvalidInput("no alias given")
         parsed = self.parse(ref)
@@ -480,6 +612,9 @@ class Registry:
     @_disk_errors("linking")
     def link(self, ref: str, registered: str, *, aliases=(), description: str = "", force: bool = False,
              reason: str | None = None) -> LogResult:
+        _check_change(ref, force, reason)
+        _str_arg(registered, "registered model")
+        _str_arg(description, "description", optional=True, stored=True)
         aliases = _alias_list(aliases)
         if ":" in registered:
             raise InvalidInput(f"invalid registered model {registered!r}: it takes no selector")
@@ -538,6 +673,7 @@ class Registry:
     # -- reading ---------------------------------------------------------------------
 
     def show(self, ref: str) -> VersionInfo:
+        _str_arg(ref, "ref")
         coll, number, record = self._locate(ref)
         aliases = self._aliases_of(coll, number)
         base = dict(ref=self.short(coll.id, number), collection=self.short(coll.id), entity=coll.id.entity,
@@ -566,6 +702,9 @@ class Registry:
 
     def versions(self, name: str, *, sort: str | None = None, where=()) -> list[VersionInfo]:
         """The live versions of a collection (what `ls NAME` lists), read from summaries only."""
+        _str_arg(name, "name")
+        _str_arg(sort, "sort", optional=True)
+        where = _str_list(where, "where", one=False)
         parsed = self.parse(name)
         if parsed.selector is not None:
             raise InvalidInput(f"{name!r} names a version, not a collection")
@@ -626,6 +765,8 @@ class Registry:
 
     def collections(self, project: str | None = None, *, kind: str | None = None) -> list[CollectionInfo]:
         """Every collection (what `ls` lists); `project` is `project` or `entity/project`."""
+        _str_arg(project, "project", optional=True)
+        _str_arg(kind, "kind", optional=True)
         scope = None
         if project is not None:
             parts = project.strip("/").split("/")
@@ -665,6 +806,7 @@ class Registry:
         return result
 
     def history(self, ref: str) -> list[dict]:
+        _str_arg(ref, "ref")
         parsed = self.parse(ref)
         coll = self.existing(parsed.collection)
         events = coll.history()
@@ -685,6 +827,8 @@ class Registry:
         return shown
 
     def diff(self, a: str, b: str) -> DiffResult:
+        _str_arg(a, "ref")
+        _str_arg(b, "ref")
         left, right = self.resolve(a), self.resolve(b)
         lf = {f.path: f for f in left.files}
         rf = {f.path: f for f in right.files}
@@ -705,6 +849,8 @@ class Registry:
     @_disk_errors("deleting")
     def rm(self, ref: str, *, all: bool = False, force: bool = False, reason: str | None = None) -> list[Deleted]:
         """Delete a version (or every version with all=True), leaving tombstones."""
+        _check_change(ref, force, reason)
+        _bool_arg(all, "all")
         parsed = self.parse(ref)
         coll = self.existing(parsed.collection)
         if all and parsed.selector is not None:
@@ -748,6 +894,13 @@ class Registry:
              force: bool = False, verify: bool | None = None, on_progress=None) -> PullResult:
         from .materialize import materialize
 
+        _str_arg(ref, "ref")
+        out = None if out is None else _path_arg(out, "out")
+        _str_arg(mode, "mode", optional=True)
+        files = _str_list(files, "files", one=False)
+        _bool_arg(force, "force")
+        _bool_arg(verify, "verify", optional=True)
+        _callable_arg(on_progress, "on_progress")
         coll, number, record, source = self._content(ref)
         mode = mode or self.config.get("pull.mode")
         target = Path(out) if out is not None else Path.cwd() / f"{coll.id.name}-v{number}"
@@ -780,6 +933,9 @@ class Registry:
     # -- config ----------------------------------------------------------------------
 
     def config_set(self, key: str, value) -> None:
+        _str_arg(key, "key")
+        if not isinstance(value, (str, bool)):
+            _str_list(value, f"the value of {key}", one=False)  # aliases.protected takes a list
         self.config.set(key, value)
         self._save_config()
 
@@ -800,9 +956,97 @@ def _unique(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-def _listed(items) -> list[str]:
+# -- API argument checks: a wrong type is InvalidInput (exit 2) before anything is written,
+# never a TypeError from deep inside, nor a record that readers then refuse.
+
+
+def _str_arg(value, what: str, *, optional: bool = False, stored: bool = False):
+    """A string argument; `stored` ones are written into JSON and must be valid UTF-8."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"{what} must be a string, not {_type_name(value)}")
+    return _utf8(value, what) if stored else value
+
+
+def _bool_arg(value, what: str, *, optional: bool = False):
+    """True or False only: `force="no"` would otherwise count as yes."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{what} must be True or False, not {_type_name(value)}")
+    return value
+
+
+def _callable_arg(value, what: str):
+    if value is not None and not callable(value):
+        raise InvalidInput(f"{what} must be callable, not {_type_name(value)}")
+    return value
+
+
+def _path_arg(value, what: str) -> str:
+    """A str or os.PathLike path. Bytes are refused: names are stored as UTF-8 text."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise InvalidInput(f"{what} must be a str or os.PathLike path, not {_type_name(value)}")
+    if not value:
+        raise InvalidInput(f"{what} is empty")  # Path("") would quietly mean the current directory
+    return value
+
+
+def _items(items, what: str, *, one: bool) -> list:
+    """A list argument. `one`: a lone string (or path) is one item, as in `aliases="best"`;
+    else it is refused, since iterating it would give one-letter items."""
+    if isinstance(items, (str, os.PathLike)):
+        if one:
+            return [items]
+        raise InvalidInput(f"{what} must be a list, not one string", hint=f"pass a list: [{items!r}]")
+    if items is None or isinstance(items, (bytes, bytearray, dict)):
+        raise InvalidInput(f"{what} must be a list, not {_type_name(items)}")
+    try:
+        return list(items)
+    except TypeError:
+        raise InvalidInput(f"{what} must be a list, not {_type_name(items)}") from None
+
+
+def _str_list(items, what: str, *, one: bool = True) -> list[str]:
+    result = _items(items, what, one=one)
+    for item in result:
+        if not isinstance(item, str):
+            raise InvalidInput(f"{what} must be strings, not {_type_name(item)}")
+    return result
+
+
+def _utf8_safe(value):
+    """Producer info (argv, cwd) as text that can be stored: bytes that are not UTF-8 become
+    `\\xNN`. It only describes where a version came from, so it is kept, not refused."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            try:
+                return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            except UnicodeEncodeError:
+                return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_utf8_safe(k): _utf8_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_utf8_safe(v) for v in value]
+    return value
+
+
+def _check_change(ref, force, reason) -> None:
+    """The arguments every changing command shares."""
+    _str_arg(ref, "ref")
+    _bool_arg(force, "force")
+    _str_arg(reason, "reason", optional=True, stored=True)
+
+
+def _listed(items, what: str = "aliases") -> list[str]:
     """One string is one item (`aliases="best"`), not a sequence of one-letter aliases."""
-    return [items] if isinstance(items, str) else list(items)
+    return _str_list(items, what)
 
 
 def _alias_list(items) -> list[str]:

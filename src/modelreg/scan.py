@@ -8,7 +8,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InvalidInput
+from .errors import InvalidInput, NotFound
 from .manifest import paths_problem
 
 
@@ -31,6 +31,24 @@ def _excluded(rel: str, patterns: tuple[str, ...]) -> bool:
     return False
 
 
+def shown_path(path: str | os.PathLike) -> str:
+    """A path fit for a one-line message: bytes that are not UTF-8 as `\\xNN`, control
+    characters escaped, never raw bytes or a line break on the user's terminal."""
+    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def _utf8_name(rel: str, path: Path) -> None:
+    """Manifests are UTF-8 JSON and object-store keys are UTF-8: a name that is not cannot be stored."""
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"cannot log {shown_path(path)}: its name is not valid UTF-8",
+                           hint="rename it, or leave it out with --exclude") from None
+
+
 class Scanner:
     def __init__(self, exclude: tuple[str, ...] = (), notify=None) -> None:
         self.exclude = tuple(exclude)
@@ -40,7 +58,8 @@ class Scanner:
     def add_file(self, rel: str, path: Path, st: os.stat_result) -> None:
         if not stat.S_ISREG(st.st_mode):
             kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device or special file"
-            raise InvalidInput(f"{path} is {kind}; only regular files can be logged")
+            raise InvalidInput(f"{shown_path(path)} is {kind}; only regular files can be logged")
+        _utf8_name(rel, path)
         self.files.append(SourceFile(rel, path, st.st_size, bool(st.st_mode & stat.S_IXUSR), st))
 
     def add(self, path: Path, rel: str) -> None:
@@ -50,7 +69,7 @@ class Scanner:
         st = _stat(path)
         if stat.S_ISDIR(st.st_mode):
             if basename(path) == ".modelreg":  # named on the command line: skipped like any other
-                self.notify(f"skipping registry directory {path.absolute()}")
+                self.notify(f"skipping registry directory {shown_path(path.absolute())}")
                 return
             self._walk(path, rel, {(st.st_dev, st.st_ino)})
         else:
@@ -60,12 +79,12 @@ class Scanner:
         try:
             entries = sorted(os.scandir(directory), key=lambda e: e.name)
         except OSError as exc:
-            raise InvalidInput(f"cannot read directory {directory}: {exc.strerror}") from None
+            raise InvalidInput(f"cannot read directory {shown_path(directory)}: {exc.strerror}") from None
         for entry in entries:
             rel = f"{prefix}/{entry.name}" if prefix else entry.name
             path = Path(entry.path)
             if entry.name == ".modelreg":
-                self.notify(f"skipping registry directory {path}")
+                self.notify(f"skipping registry directory {shown_path(path)}")
                 continue
             if _excluded(rel, self.exclude):
                 continue
@@ -73,7 +92,7 @@ class Scanner:
             if stat.S_ISDIR(st.st_mode):
                 key = (st.st_dev, st.st_ino)
                 if key in ancestors:
-                    raise InvalidInput(f"{path} is a symlink loop back to one of its parent directories")
+                    raise InvalidInput(f"{shown_path(path)} is a symlink loop back to one of its parent directories")
                 self._walk(path, rel, ancestors | {key})
             else:
                 self.add_file(rel, path, st)
@@ -88,12 +107,12 @@ class Scanner:
 def _stat(path: Path) -> os.stat_result:
     try:
         return os.stat(path)  # follows symlinks, as SPEC §3 asks
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         if os.path.islink(path):
-            raise InvalidInput(f"{path} is a dangling symlink") from None
-        raise InvalidInput(f"{path} does not exist") from None
+            raise InvalidInput(f"{shown_path(path)} is a dangling symlink") from None
+        raise NotFound(f"{shown_path(path)} does not exist") from None  # SPEC §4: not found is exit 3
     except OSError as exc:
-        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
+        raise InvalidInput(f"cannot read {shown_path(path)}: {exc.strerror}") from None
 
 
 def scan(paths: list[str | os.PathLike], exclude=(), notify=None) -> list[SourceFile]:
@@ -114,12 +133,13 @@ def scan(paths: list[str | os.PathLike], exclude=(), notify=None) -> list[Source
             path = Path(raw)
             base = basename(path)
             if base in seen:
-                raise InvalidInput(f"{seen[base]} and {path} have the same name {base!r}", hint="log them from a common directory instead")
+                raise InvalidInput(f"{shown_path(seen[base])} and {shown_path(path)} have the same name {base!r}",
+                                   hint="log them from a common directory instead")
             seen[base] = path
             scanner.add(path, base)
     files = scanner.checked()
     if not files:
-        raise InvalidInput(f"no files to log in {', '.join(map(str, paths))}")
+        raise InvalidInput(f"no files to log in {', '.join(map(shown_path, paths))}")
     return files
 
 

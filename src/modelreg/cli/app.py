@@ -15,7 +15,7 @@ import typer
 
 from .. import __version__
 from ..errors import InvalidInput, NotFound
-from ..registry import Registry, load_meta_file, parse_metadata_items, prepare_log
+from ..registry import Registry, check_log_options, load_meta_file, parse_metadata_items, prepare_log
 from . import completers
 from .output import Output, human_size, human_time
 
@@ -155,6 +155,9 @@ def log(
     out = Output(json_mode, plain, quiet)
     metadata = load_meta_file(meta_file) if meta_file is not None else {}
     metadata.update(parse_metadata_items(meta or []))
+    # The merged metadata has its own size, and text from argv may not be UTF-8: all of it
+    # is checked before a first log creates a registry.
+    metadata, _ = check_log_options(metadata, description, run, input_ or [], force, reason)
     if len(paths) > 1 and not name:
         raise InvalidInput("several paths need a name", hint="add -n NAME")
     try:

@@ -312,7 +312,12 @@ PROSE: dict[str, dict] = {
               always skipped, with a note.
             - Paths are checked before anything is written: a path with a backslash,
               a control character or a `.modelreg` part, or two paths that differ only
-              by case, are an error.
+              by case, are an error. So is a file or directory name that is not valid
+              UTF-8 (the message shows its bytes as `\\xNN`): versions are stored as
+              UTF-8 JSON, and the same registry must work on object stores, whose keys
+              are UTF-8. Rename it, or leave it out with `--exclude`.
+            - A PATH that does not exist is not found (exit status 3); a dangling
+              symbolic link is invalid input (exit status 2).
 
             ## Identical content
 
@@ -329,7 +334,16 @@ PROSE: dict[str, dict] = {
               as strings: `-m epoch=3` is a number, `-m tags='["a","b"]'` a list and
               `-m 'v="1.10"'` a string. `NaN` and `Infinity` are refused.
               `--meta-file` is merged first, so `-m` overrides its keys; it must hold
-              a JSON object.
+              a JSON object, as UTF-8 text (a byte-order mark is refused). A
+              `--meta-file` that does not exist is not found (exit status 3).
+            - Limits: the metadata, `--meta-file` and `-m` merged, nests at most 32
+              levels of objects and lists, counting the top-level object (so a value
+              may nest 31), and is at most 1 MiB as compact JSON (UTF-8 bytes, as it
+              is stored). A `--meta-file` larger than 16 MiB is refused unread. Keep
+              larger data in a file of the version.
+            - All input (metadata, description, `--run`, `--reason`, names, aliases,
+              paths) is checked before anything is written: a refused `log` stores no
+              file and creates no collection (and, with no registry yet, no registry).
             - `--input` *REF* (repeatable) records a version this one was made from,
               such as a base model or a dataset logged as an artifact; `modelreg show`
               lists inputs with their digests.
@@ -366,10 +380,12 @@ PROSE: dict[str, dict] = {
         "exit_status": {
             0: "A version was logged, or the content was already there.",
             1: "An I/O error or a full disk; nothing was logged.",
-            2: """Invalid input: a bad name, alias or metadata value, a selector in
-                `-n`, several PATHs without `-n`, two equal basenames, an unsafe path,
-                a file that is not a regular file.""",
-            3: "A PATH or an `--input` reference does not exist.",
+            2: """Invalid input: a bad name, alias or metadata value, metadata over
+                its limits, a `--meta-file` that is not a UTF-8 JSON object, text that
+                is not valid UTF-8, a selector in `-n`, several PATHs without `-n`, two
+                equal basenames, an unsafe path or a name that is not UTF-8, a file
+                that is not a regular file, a dangling symbolic link.""",
+            3: "A PATH, the `--meta-file` or an `--input` reference does not exist.",
             4: """Refused: NAME is a registered model, a protected alias would move
                 without `--force`, an alias differs only by case from another, or the
                 collection's lock was held too long.""",
@@ -553,6 +569,11 @@ PROSE: dict[str, dict] = {
             that is not set is not found.
 
             `latest` cannot be set or removed: it is always the highest live version.
+            Names that read as something else are reserved, in any case: `v` followed
+            by digits (`v3`, `V3`), `none` (`NONE`) and names ending in `.lock`
+            (`x.LOCK`) cannot be set, here, with `log -a`, `link -a` or in
+            `aliases.protected`. One set before it was reserved can still be removed
+            with `--delete`.
             """,
             _PROTECTED,
             """
@@ -573,7 +594,7 @@ PROSE: dict[str, dict] = {
         "exit_status": {
             0: "The aliases point where asked, or were removed.",
             2: """A bad reference or alias name, `latest`, `none`, `vN`, a name ending
-                in `.lock`, or `--expect` with `--delete`.""",
+                in `.lock` (these three in any case), or `--expect` with `--delete`.""",
             3: "Not found: no registry, or no such version, or (with `--delete`) an alias that is not set.",
             4: """Refused, nothing changed: an alias is not where `--expect` says, a
                 protected alias without `--force`, an alias pointing elsewhere than the
