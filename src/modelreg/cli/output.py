@@ -229,7 +229,7 @@ class Output:
                 parts.append(f"\x1b[{code}m{v}\x1b[0m{pad}" if code and v else v + pad)
             return "  ".join(parts).rstrip()
 
-        text += [f"\x1b[1m{line(columns)}\x1b[0m", "─" * (sum(widths) + 2 * (len(widths) - 1))]
+        text += [f"\x1b[{STYLES['header']}m{line(columns)}\x1b[0m", "─" * (sum(widths) + 2 * (len(widths) - 1))]
         text += [coloured(row, row_styles[n] if row_styles else None) for n, row in enumerate(cells)]
         self.write("\n".join(text))
 
