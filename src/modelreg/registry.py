@@ -806,17 +806,18 @@ class Registry:
         return result
 
     def history(self, ref: str) -> list[dict]:
+        """A collection's events, oldest first; a selector keeps one version's or one alias's.
+
+        The selector is read as everywhere (vN, then alias, then digest prefix), except that
+        an alias that is no longer set still names its past events, and vN names a deleted
+        version too: history outlives both.
+        """
         _str_arg(ref, "ref")
         parsed = self.parse(ref)
         coll = self.existing(parsed.collection)
         events = coll.history()
         if parsed.selector is not None:
-            match = VERSION_RE.fullmatch(parsed.selector)
-            if match:
-                number = int(match.group(1))
-                events = [e for e in events if e.get("version") == number]
-            else:
-                events = [e for e in events if e.get("alias") == parsed.selector]
+            events = self._events_of(coll, events, parsed.selector)
         shown = []
         for event in events:
             item = {k: v for k, v in event.items() if k != "holder"}
@@ -825,6 +826,34 @@ class Registry:
                 item["source"] = self._short_full_ref(item["source"])
             shown.append(item)
         return shown
+
+    def _events_of(self, coll: Collection, events: list[dict], selector: str) -> list[dict]:
+        label = self.short(coll.id)
+
+        def naming(numbers: set[int]) -> list[dict]:
+            # A version's events: its logging or linking and deletion, and every alias set on
+            # it, moved to or away from it, or removed from it.
+            return [e for e in events if any(e.get(k) in numbers for k in ("version", "from", "to"))]
+
+        match = VERSION_RE.fullmatch(selector)
+        if match:
+            number = int(match.group(1))
+            if number not in {s.version for s in coll.summaries()} | {e.get("version") for e in events}:
+                raise NotFound(f"{label}:v{number} does not exist", hint=f"`modelreg history {label}` lists every event")
+            return naming({number})
+        if selector == LATEST:
+            return naming({self._select(coll, None)})
+        if selector in coll.aliases() or any(e.get("alias") == selector for e in events):
+            return [e for e in events if e.get("alias") == selector]
+        if DIGEST_PREFIX_RE.fullmatch(selector):
+            summaries = coll.summaries()
+            digests = {s.digest for s in summaries if s.digest and s.digest.startswith(selector)}
+            if len(digests) > 1:
+                raise InvalidInput(f"digest prefix {selector!r} is ambiguous in {label}", hint="give more digits")
+            if digests:  # equal content logged again after a deletion: both versions' events
+                return naming({s.version for s in summaries if s.digest in digests})
+        raise NotFound(f"{label} has no version, alias or digest {selector!r} in its history",
+                       hint=f"`modelreg history {label}` lists every event")
 
     def diff(self, a: str, b: str) -> DiffResult:
         _str_arg(a, "ref")
@@ -1102,13 +1131,23 @@ def _sort(rows: list[VersionInfo], sort: str | None) -> list[VersionInfo]:
     return present + missing  # rows without the field come last either way
 
 
-def _matches(value, wanted, text: str) -> bool:
-    """`--where` equality: VALUE as JSON when it parses, else as a string; True is not 1."""
-    if isinstance(value, str) and value == text:
-        return True
+def _matches(value, wanted) -> bool:
+    """`--where` equality of JSON values: same kind and equal, all the way down.
+
+    `3` is the number (3.0 too), never the string "3"; `true` is not 1; `[1]` is not
+    `[true]` (Python's == says both are).
+    """
     if isinstance(value, bool) or isinstance(wanted, bool):
         return type(value) is type(wanted) and value == wanted
-    return value == wanted
+    if isinstance(value, (int, float)) or isinstance(wanted, (int, float)):
+        return isinstance(value, (int, float)) and isinstance(wanted, (int, float)) and value == wanted
+    if isinstance(value, list) or isinstance(wanted, list):
+        return (isinstance(value, list) and isinstance(wanted, list) and len(value) == len(wanted)
+                and all(_matches(a, b) for a, b in zip(value, wanted)))
+    if isinstance(value, dict) or isinstance(wanted, dict):
+        return (isinstance(value, dict) and isinstance(wanted, dict) and value.keys() == wanted.keys()
+                and all(_matches(value[k], wanted[k]) for k in value))
+    return type(value) is type(wanted) and value == wanted
 
 
 def _filter(rows: list[VersionInfo], where) -> list[VersionInfo]:
@@ -1116,12 +1155,9 @@ def _filter(rows: list[VersionInfo], where) -> list[VersionInfo]:
         field, eq, text = clause.partition("=")
         if not eq or not field.startswith("metadata.") or len(field) <= len("metadata."):
             raise InvalidInput(f"invalid filter {clause!r}", hint="use --where metadata.KEY=VALUE")
-        try:
-            wanted = json.loads(text)
-        except ValueError:
-            wanted = text
+        wanted = parse_metadata_value(text)  # exactly as `-m KEY=VALUE` stored it
         key = field[len("metadata."):]
-        rows = [r for r in rows if key in r.metadata and _matches(r.metadata[key], wanted, text)]
+        rows = [r for r in rows if key in r.metadata and _matches(r.metadata[key], wanted)]
     return rows
 
 

@@ -17,7 +17,7 @@ from .. import __version__
 from ..errors import InvalidInput, NotFound
 from ..registry import Registry, check_log_options, load_meta_file, parse_metadata_items, prepare_log
 from . import completers
-from .output import Output, human_size, human_time
+from .output import Output, human_size, human_time, term_safe
 
 app = typer.Typer(
     name="modelreg",
@@ -51,7 +51,7 @@ class State:
 
 def _version(ctx: typer.Context, value: bool) -> None:
     if value and not ctx.resilient_parsing:  # never print into a completion answer
-        print(f"modelreg {__version__}")
+        typer.echo(f"modelreg {__version__}")  # Click's echo: entry maps its write errors
         raise typer.Exit()
 
 
@@ -322,7 +322,8 @@ def _ls_collections(out: Output, collections) -> None:
         out.table(["name", "kind", "versions", "latest", "aliases", "size", "updated"],
                   [[c.display, c.kind, c.versions, "" if c.latest is None else f"v{c.latest}",
                     ", ".join(f"{a}→v{n}" for a, n in c.aliases.items()), human_size(c.size), human_time(c.updated)]
-                   for c in collections], empty="no collections yet; `modelreg log PATH` makes one")
+                   for c in collections], empty="no collections yet; `modelreg log PATH` makes one",
+                  styles=["ref", None, None, "ref", "alias", None, None])
 
 
 def _ls_versions(out: Output, versions) -> None:
@@ -339,7 +340,9 @@ def _ls_versions(out: Output, versions) -> None:
         out.table(columns, [[f"v{v.version}", ", ".join(v.aliases), v.digest[:12], human_size(v.size), v.file_count,
                              human_time(v.created),
                              (v.source + (" (dangling)" if v.dangling else "")) if registered else ", ".join(v.links)]
-                            for v in versions], empty="no versions")
+                            for v in versions], empty="no versions",
+                  styles=["ref", "alias", None, None, None, None, "ref"],
+                  row_styles=["bad" if registered and v.dangling else None for v in versions])
 
 
 def _ls_files(out: Output, files) -> None:
@@ -406,34 +409,36 @@ def _show_panel(out: Output, info) -> None:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
+    from rich.markup import escape
+
+    # Every user value passes term_safe part by part, so that only the joins below break lines.
     rows = [("digest", info.digest), ("size", f"{human_size(info.size)} ({info.size} bytes)"),
             ("created", info.created), ("aliases", ", ".join(info.aliases) or "-")]
     if info.kind == "registered":
-        rows.append(("source", info.source + ("  [red](dangling)[/red]" if info.dangling else "")))
-    if info.description:
-        rows.append(("description", info.description))
+        rows.append(("source", escape(term_safe(info.source)) + ("  [red](dangling)[/red]" if info.dangling else "")))
+    if info.description:  # a multi-line description keeps its lines; each is made safe
+        rows.append(("description", "\n".join(term_safe(line) for line in info.description.split("\n"))))
     if info.metadata:
-        rows.append(("metadata", "\n".join(f"{k} = {json.dumps(v)}" for k, v in info.metadata.items())))
+        rows.append(("metadata", "\n".join(f"{term_safe(k)} = {term_safe(json.dumps(v))}" for k, v in info.metadata.items())))
     if info.inputs:
-        rows.append(("inputs", "\n".join(f"{i.get('ref')}  {str(i.get('digest', ''))[:12]}" for i in info.inputs)))
+        rows.append(("inputs", "\n".join(f"{term_safe(i.get('ref'))}  {term_safe(str(i.get('digest', ''))[:12])}"
+                                         for i in info.inputs)))
     producer = info.producer
     if producer:
-        who = f"{producer.get('user', '?')}@{producer.get('host', '?')}  {producer.get('cwd', '')}"
+        who = term_safe(f"{producer.get('user', '?')}@{producer.get('host', '?')}  {producer.get('cwd', '')}")
         if producer.get("run"):
-            who += f"\nrun {producer['run']}"
+            who += f"\nrun {term_safe(producer['run'])}"
         git = producer.get("git")
         if git:
             who += f"\ngit {git.get('commit', '')[:12]}" + (" (dirty)" if git.get("dirty") else "")
         rows.append(("producer", who))
     if info.links:
-        rows.append(("linked in", ", ".join(info.links)))
-    rows.append(("files", "\n".join(f"{f.path}  {human_size(f.size)}{'  (x)' if f.executable else ''}"
+        rows.append(("linked in", term_safe(", ".join(info.links))))
+    rows.append(("files", "\n".join(f"{term_safe(f.path)}  {human_size(f.size)}{'  (x)' if f.executable else ''}"
                                     for f in info.files) or "-"))
-    from rich.markup import escape
-
     for key, value in rows:
         grid.add_row(key, value if key == "source" else escape(str(value)))
-    out.render(Panel(grid, title=f"{info.ref} ({info.kind})", title_align="left", expand=False))
+    out.render(Panel(grid, title=escape(term_safe(f"{info.ref} ({info.kind})")), title_align="left", expand=False))
 
 
 # -- pull ------------------------------------------------------------------------------
@@ -541,7 +546,7 @@ HISTORY_KEYS = ["time", "event", "user", "version", "alias", "from", "to", "sour
 @app.command()
 def history(
     ctx: typer.Context,
-    target: Annotated[str, typer.Argument(metavar="NAME[:ALIAS]", autocompletion=completers.ref, help="A collection, or one alias of it.")],
+    target: Annotated[str, typer.Argument(metavar="NAME[:SELECTOR]", autocompletion=completers.ref, help="A collection, or one version (vN, latest, digest prefix) or alias of it.")],
     json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Show the events of a collection, oldest first: logs, links, alias moves, deletions.
@@ -564,7 +569,8 @@ def history(
         out.table(["time", "event", "user", "version", "alias", "from → to", "source", "reason"],
                   [[human_time(e.get("time")), e.get("event"), e.get("user"), v(e.get("version")), e.get("alias", ""),
                     f"{v(e.get('from'))} → {v(e.get('to'))}" if "from" in e or "to" in e else "",
-                    e.get("source", ""), e.get("reason", "")] for e in events], empty="no events")
+                    e.get("source", ""), e.get("reason", "")] for e in events], empty="no events",
+                  styles=[None, None, None, "ref", "alias", None, "ref", None])
 
 
 # -- rm --------------------------------------------------------------------------------

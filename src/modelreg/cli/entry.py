@@ -22,9 +22,12 @@ def _on_sigterm(signum, frame):
 
 
 def _error(message: str, hint: str | None = None) -> None:
-    lines = [f"{PROG}: error: {message}"]
+    from .output import term_safe
+
+    # Messages quote user input (a file name, a --reason): no control reaches the terminal.
+    lines = [f"{PROG}: error: {term_safe(message)}"]
     if hint:
-        lines.append(f"hint: {hint}")
+        lines.append(f"hint: {term_safe(hint)}")
     try:
         sys.stderr.write("\n".join(lines) + "\n")
         sys.stderr.flush()
@@ -33,12 +36,53 @@ def _error(message: str, hint: str | None = None) -> None:
 
 
 def _silence_stdout() -> None:
-    """After the reader closed stdout, keep interpreter shutdown from complaining."""
+    """After stdout failed or its reader left, keep interpreter shutdown from complaining.
+
+    Data still buffered would be flushed at exit and fail again, with an "Exception
+    ignored" message; fd 1 now leads to /dev/null, where that flush succeeds.
+    """
+    if sys.stdout is None:
+        return  # fd 1 was closed at start-up: nothing is buffered, and it may now be another file
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
     except (OSError, ValueError):
+        pass
+
+
+def _flush_stdout() -> str | None:
+    """Flush stdout; on a write error, the one-line message to print (a closed pipe is no error)."""
+    if sys.stdout is None:
+        return None
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+    except OSError as exc:  # `modelreg ls > /dev/full`: the result never arrived
+        _silence_stdout()
+        return f"cannot write to standard output: {exc.strerror or exc}"
+    except ValueError:  # closed by the code that ran
+        pass
+    return None
+
+
+def _raised_in_echo(exc: BaseException) -> bool:
+    """Whether the error comes from Click writing its own output (help text) to stdout."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code.co_name == "echo" \
+        and tb.tb_frame.f_globals.get("__name__", "").endswith("_click.utils")
+
+
+def _traceback() -> None:
+    """MODELREG_DEBUG=1: the traceback on stderr; the exit code stays the error's."""
+    import traceback
+
+    try:
+        traceback.print_exc(file=sys.stderr)
+    except (OSError, ValueError, AttributeError):
         pass
 
 
@@ -82,7 +126,7 @@ def run(argv: list[str] | None = None) -> int:
 
         from ..errors import Error
         from .app import app
-        from .output import PipeClosed
+        from .output import PipeClosed, StdoutFailed
 
         command = typer.main.get_command(app)
         try:
@@ -92,7 +136,9 @@ def run(argv: list[str] | None = None) -> int:
             return 0
         except Error as exc:
             if debug:
-                raise
+                _traceback()
+            if isinstance(exc, StdoutFailed):
+                _silence_stdout()
             _error(exc.message, exc.hint)
             return exc.exit_code
         except _click.exceptions.NoArgsIsHelpError as exc:
@@ -107,14 +153,21 @@ def run(argv: list[str] | None = None) -> int:
         except typer.exceptions.Abort:
             _error("interrupted")
             return 130
+        except SystemExit:
+            # Click's answer to a closed pipe in its own output (--help, --version) is
+            # exit 1 with stdout wrapped; SPEC §4 wants the quiet 0 of any closed pipe.
+            if isinstance(sys.stdout, _click.utils.PacifyFlushWrapper):
+                _silence_stdout()
+                return 0
+            raise
+        failed = _flush_stdout()  # what is still buffered must arrive before we claim success
+        if failed is not None:
+            _error(failed)
+            return 1
         if isinstance(result, int):
             if result == 130:
                 _error("interrupted")
             return result
-        try:
-            sys.stdout.flush()
-        except BrokenPipeError:
-            _silence_stdout()
         return 0
     except KeyboardInterrupt:
         _error("interrupted")
@@ -127,7 +180,11 @@ def run(argv: list[str] | None = None) -> int:
         return 0
     except Exception as exc:  # a bug: say so in one line, trace only on request
         if debug:
-            raise
+            _traceback()
+        if isinstance(exc, OSError) and _raised_in_echo(exc):  # Click's --help hit a full disk
+            _flush_stdout()
+            _error(f"cannot write to standard output: {exc.strerror or exc}")
+            return 1
         _error(f"internal error: {type(exc).__name__}: {exc}", "rerun with MODELREG_DEBUG=1 and report the traceback")
         return 1
     finally:

@@ -39,7 +39,8 @@ ENVIRONMENT = {
         The project of references that omit it; overrides `defaults.project` of the
         configuration (default: `default`).""",
     "MODELREG_DEBUG": """
-        When `1`, an error also prints its Python traceback on standard error.""",
+        When `1`, an error also prints its Python traceback on standard error; the
+        error line and the exit status stay the same.""",
     "NO_COLOR": """
         When set to a non-empty value, no colour is used, even on a terminal.""",
 }
@@ -146,8 +147,16 @@ PROSE: dict[str, dict] = {
             after the command name:
 
             (default)::
-                A table or panel for people. Colour and progress bars appear only on a
-                terminal, and never when `NO_COLOR` is set.
+                A table or panel for people. Colour (a bold header, references in cyan,
+                aliases in yellow, a dangling link in red) and progress bars appear only
+                on a terminal, never when `NO_COLOR` is set or `TERM` is `dumb`. Text
+                that users supplied (descriptions, metadata, `--reason`, `--run`, file
+                names) is shown with its control and other non-printable characters
+                escaped, as git and `ls` do: `\\t`, `\\n` and `\\r` by name, any other
+                as `\\x1b`, `\\u009b` or `\\u202e`; a description keeps its line
+                breaks. Backslashes are shown as they are: `--plain` and `--json` give
+                the exact values. Errors, notes and warnings on standard error are
+                escaped the same way.
             `--plain`::
                 Tab-separated lines, no header, no colour, no truncation, in the
                 columns that each command's page lists.
@@ -182,7 +191,8 @@ PROSE: dict[str, dict] = {
             An error, usage errors included, is one line on standard error,
             `modelreg: error: ...`, sometimes followed by a `hint:` line saying what to
             do next. Standard output then stays empty. No traceback is printed unless
-            `MODELREG_DEBUG=1`.
+            `MODELREG_DEBUG=1`, which adds it before the error line and leaves the exit
+            status as it would be without it.
         """,
         "exit_status": {
             0: "Success, also when there was nothing to do.",
@@ -195,12 +205,20 @@ PROSE: dict[str, dict] = {
             4: """Refused: a conflict, a protected alias without `--force`, a lock held
                 too long. `--force` overrides where a command offers it.""",
             130: "Interrupted (Ctrl-C); nothing half-written is left visible.",
+            143: "Terminated (SIGTERM, as `make` or `timeout` send); nothing half-written is left visible.",
         },
         # Every command can end this way; each command page lists it with its own codes.
-        "exit_status_common": {130: "Interrupted (Ctrl-C); nothing half-written is left visible."},
+        "exit_status_common": {
+            130: "Interrupted (Ctrl-C); nothing half-written is left visible.",
+            143: "Terminated (SIGTERM); nothing half-written is left visible.",
+        },
         "exit_status_notes": """
-            A closed standard output (`modelreg ls | head -1`) ends the command quietly
-            with status 0.
+            A closed pipe on standard output (`modelreg ls | head -1`) ends the command
+            quietly with status 0. Any other failure to write standard output (a full
+            disk, `modelreg ls > /dev/full`, or a closed standard output,
+            `modelreg ls >&-`) is status 1 with one error line,
+            `modelreg: error: cannot write to standard output: ...`; a change the
+            command made before it printed its result stays made.
         """,
         "environment": ENVIRONMENT,
         "files": """
@@ -417,9 +435,14 @@ PROSE: dict[str, dict] = {
             without the metadata key come last.
 
             `--where` `metadata.KEY=VALUE` (repeatable; all must hold) keeps the
-            versions whose metadata KEY equals VALUE, compared as JSON when VALUE
-            parses as JSON: `--where metadata.epoch=3` matches the number 3 and
-            `--where 'metadata.v="1.10"'` the string.
+            versions whose metadata KEY equals VALUE. VALUE is read as `log -m` reads
+            it: as JSON when it parses, else as a string; `NaN` and `Infinity` are
+            refused. Values are compared with their JSON type: `--where
+            metadata.epoch=3` matches the number 3 (and 3.0) but never the string
+            `"3"`, which `--where 'metadata.epoch="3"'` matches; `true` matches only
+            the boolean, not 1 or `"true"`; `abc`, not being JSON, matches the string
+            `abc`; lists and objects match when equal element by element, with the
+            same rule.
         """,
         "output": """
             With `-q`: for collections, their names in the shortest form that resolves
@@ -716,9 +739,30 @@ PROSE: dict[str, dict] = {
     },
     "history": {
         "description": """
-            Prints the events of a collection, oldest first. With `:ALIAS`, only that
-            alias's events. A selector other than an alias (`vN`, a digest, `latest`)
-            is an error.
+            Prints the events of a collection, oldest first. A selector keeps the
+            events of one version or of one alias, read in the order of references
+            (`vN`, then alias, then digest prefix):
+
+            *NAME*::
+                Every event of the collection.
+            *NAME*`:vN`::
+                The events of version N: its logging (or linking) and deletion, and
+                every alias set on it, moved to it or away from it, or removed from it.
+                A deleted version still has its events; a number never given is not
+                found.
+            *NAME*`:latest`::
+                The events of the version `latest` names now (the highest live
+                version); not found when no version is left.
+            *NAME*`:`*ALIAS*::
+                The events of that alias, also when it is no longer set but once was.
+                An alias never set in the collection is not found.
+            *NAME*`:`*DIGEST*::
+                The events of the version(s) whose digest starts with this prefix (8 to
+                64 hexadecimal digits), deleted ones included; a prefix of several
+                different digests is an error, one of none is not found. A name that is
+                an alias, set now or before, is read as that alias.
+
+            The events:
 
             `logged`::
                 A version was logged.
@@ -747,9 +791,11 @@ PROSE: dict[str, dict] = {
         "json_keys": {"history": ["time", "event", "user", "version"]},
         "json_shape": {"history": "list"},
         "exit_status": {
-            0: "Printed.",
-            2: "A bad name, or a selector that is not an alias.",
-            3: "Not found: no registry, or no such collection, or an alias that never had an event.",
+            0: "Printed, also when the version or alias has no events to show.",
+            2: "A bad name or selector, or an ambiguous digest prefix.",
+            3: """Not found: no registry, no such collection, a version number never
+                given, an alias never set, a digest prefix of no version, or
+                `latest` when no version is left.""",
         },
         "examples": """
             Who moved production, and why:

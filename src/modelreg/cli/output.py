@@ -6,12 +6,13 @@ imported only when a human-readable table is actually drawn.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
 from contextlib import contextmanager
 
-from ..errors import InvalidInput
+from ..errors import Error, InvalidInput
 
 
 class PipeClosed(BaseException):
@@ -27,8 +28,66 @@ _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, sort_keys
 _PLAIN_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\r": "\\r", "\n": "\\n"})
 
 
+class StdoutFailed(Error):
+    """Writing the result failed (`modelreg ls > /dev/full`, or stdout closed): exit 1."""
+
+    def __init__(self, exc: OSError) -> None:
+        super().__init__(f"cannot write to standard output: {exc.strerror or exc}")
+
+
 def _pipe_closed() -> None:
     raise PipeClosed()
+
+
+def _stdout():
+    # With fd 1 closed at start-up Python sets sys.stdout to None; that is a write error too.
+    if sys.stdout is None:
+        raise StdoutFailed(OSError(errno.EBADF, os.strerror(errno.EBADF)))
+    return sys.stdout
+
+
+# Named escapes for the controls people know by sight; every other non-printable
+# character is written by its code point, so nothing reaches the terminal as a control.
+_NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def _escape_char(char: str) -> str:
+    if char in _NAMED:
+        return _NAMED[char]
+    if char.isprintable():
+        return char
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x80 else f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def term_safe(value) -> str:
+    """User text made safe for a terminal: controls and other non-printables as visible escapes.
+
+    ESC, OSC title sequences, CR and backspace from a description, metadata, a --reason
+    or a file name would otherwise act on the reader's terminal (as git and ls quote
+    names). C0, DEL, C1 (U+0080-U+009F), bidi overrides, line and paragraph separators
+    all become `\\x1b`, `\\u009b`, `\\u202e`...; `\\t`, `\\n` and `\\r` keep their names.
+    Backslashes are left alone: human output is for reading; `--plain` and `--json` are
+    the exact forms.
+    """
+    text = value if type(value) is str else str(value)
+    if text.isprintable():  # the common case, at C speed: `ls NAME` of 10,000 versions
+        return text
+    return "".join(_escape_char(c) for c in text)
+
+
+# SGR codes of the few styles human tables use; see colour_enabled.
+STYLES = {"header": "1", "ref": "36", "alias": "33", "bad": "31"}
+
+
+def colour_enabled() -> bool:
+    """SPEC §4: colour only when stdout is a terminal, never with NO_COLOR or TERM=dumb."""
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    try:
+        return sys.stdout is not None and sys.stdout.isatty()
+    except (OSError, ValueError):
+        return False
 
 
 def plain_value(value) -> str:
@@ -91,15 +150,19 @@ class Output:
 
     def write(self, text: str = "") -> None:
         try:
-            sys.stdout.write(text + "\n")
+            _stdout().write(text + "\n")
         except BrokenPipeError:
             raise PipeClosed() from None
+        except OSError as exc:
+            raise StdoutFailed(exc) from None
 
     def flush(self) -> None:
         try:
-            sys.stdout.flush()
+            _stdout().flush()
         except BrokenPipeError:
             raise PipeClosed() from None
+        except OSError as exc:
+            raise StdoutFailed(exc) from None
 
     def json(self, document) -> None:
         self.write(json.dumps(document, indent=2, ensure_ascii=False))
@@ -124,29 +187,50 @@ class Output:
             from rich.console import Console
 
             # Off a terminal nothing is truncated: a pipe gets every column in full.
-            self._console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 10_000,
-                                    highlight=False)
+            self._console = Console(file=_stdout(), soft_wrap=False,
+                                    width=None if _stdout().isatty() else 10_000, highlight=False,
+                                    color_system="auto" if colour_enabled() else None)
             # Rich's own handler exits 1 on a closed pipe; SPEC §4 wants a quiet exit 0.
             self._console.on_broken_pipe = _pipe_closed
         return self._console
 
-    def table(self, columns: list[str], rows: list[list], title: str | None = None, empty: str | None = None) -> None:
+    def table(self, columns: list[str], rows: list[list], title: str | None = None, empty: str | None = None,
+              styles: list[str | None] | None = None, row_styles: list[str | None] | None = None) -> None:
+        """A table for people; every cell and the title pass through term_safe.
+
+        `styles` names a STYLES entry per column, `row_styles` one per row for the last
+        column (a dangling link's source); both apply only when colour_enabled().
+        """
         if not rows and empty:
             self.note(empty)
             return
         # Drawn here rather than with Rich: a Rich table of 10,000 versions takes seconds.
-        cells = [[("" if c is None else str(c)).replace("\n", " ") for c in row] for row in rows]
+        cells = [["" if c is None else term_safe(c) for c in row] for row in rows]
         widths = [max([len(name)] + [len(row[i]) for row in cells]) for i, name in enumerate(columns)]
 
         def line(values) -> str:
             return "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()
 
-        header = line(columns)
-        if sys.stdout.isatty() and not os.environ.get("NO_COLOR"):
-            header = f"\x1b[1m{header}\x1b[0m"
-        text = [title] if title else []
-        text += [header, "─" * (sum(widths) + 2 * (len(widths) - 1))]
-        text += [line(row) for row in cells]
+        text = [term_safe(title)] if title else []
+        if not colour_enabled():
+            text += [line(columns), "─" * (sum(widths) + 2 * (len(widths) - 1))]
+            text += [line(row) for row in cells]
+            self.write("\n".join(text))
+            return
+        # Codes wrap the padded text, so widths stay those of the visible characters.
+        codes = [STYLES.get(s) if s else None for s in (styles or [None] * len(columns))]
+        last = len(columns) - 1
+
+        def coloured(values, row_style=None) -> str:
+            parts = []
+            for i, (v, w) in enumerate(zip(values, widths)):
+                code = STYLES.get(row_style) if i == last and row_style else codes[i]
+                pad = " " * (w - len(v)) if i < last else ""
+                parts.append(f"\x1b[{code}m{v}\x1b[0m{pad}" if code and v else v + pad)
+            return "  ".join(parts).rstrip()
+
+        text += [f"\x1b[{STYLES['header']}m{line(columns)}\x1b[0m", "─" * (sum(widths) + 2 * (len(widths) - 1))]
+        text += [coloured(row, row_styles[n] if row_styles else None) for n, row in enumerate(cells)]
         self.write("\n".join(text))
 
     def render(self, renderable) -> None:
@@ -154,16 +238,18 @@ class Output:
             self.console.print(renderable)
         except BrokenPipeError:
             raise PipeClosed() from None
+        except OSError as exc:
+            raise StdoutFailed(exc) from None
 
     # -- stderr ----------------------------------------------------------------------
 
     def note(self, message: str) -> None:
         if not self.quiet:
-            print(f"modelreg: {message}", file=sys.stderr)
+            print(f"modelreg: {term_safe(message)}", file=sys.stderr)
 
     def warn(self, message: str) -> None:
         if not self.quiet:
-            print(f"modelreg: warning: {message}", file=sys.stderr)
+            print(f"modelreg: warning: {term_safe(message)}", file=sys.stderr)
 
     @contextmanager
     def progress(self, description: str, measure):
