@@ -12,7 +12,8 @@ from .errors import InvalidInput, IntegrityError, NotFound
 from .refs import DEFAULT_ENTITY, DEFAULT_PROJECT, validate_alias, validate_name
 
 REGISTRY_DIR = ".modelreg"
-FORMAT = 1
+FORMAT = 2  # what this modelreg writes; format 1 (0.1.0) is read, and written only by `upgrade`
+SUPPORTED = (1, 2)
 PULL_MODES = ("auto", "reflink", "copy", "hardlink", "symlink")
 DURATION_RE = re.compile(r"0|([0-9]+)([smhdw])")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -91,10 +92,14 @@ class Config:
             data = {}
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise IntegrityError(f"{path}: not valid TOML: {exc}") from None
-        fmt = data.get("format", FORMAT)
-        if fmt != FORMAT:
+        fmt = data.get("format", 1)
+        if fmt not in SUPPORTED:
             raise IntegrityError(f"{path}: registry format {fmt!r} is not supported by this modelreg", hint="upgrade modelreg")
         return cls(path, data)
+
+    @property
+    def format(self) -> int:
+        return self.data.get("format", 1)
 
     def stored(self, key: str):
         section, name = check_key(key).split(".")
@@ -129,7 +134,7 @@ class Config:
     def dumps(self) -> bytes:
         import tomli_w  # deferred: only writers need it
 
-        data = {"format": FORMAT, **{k: v for k, v in self.data.items() if k != "format"}}
+        data = {"format": self.format, **{k: v for k, v in self.data.items() if k != "format"}}
         return tomli_w.dumps(data).encode()
 
     def items(self) -> list[tuple[str, object, bool]]:

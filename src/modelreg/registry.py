@@ -12,7 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from . import changes, layout, policy
 from . import manifest as mf
+from .changes import Change
 from .collections import Collection, Summary, iter_collection_ids
 from .config import REGISTRY_DIR, Config, default_location, find_registry
 from .errors import Conflict, Error, InvalidInput, NotFound
@@ -22,6 +24,7 @@ from .refs import (DEFAULT_ENTITY, DEFAULT_PROJECT, DIGEST_PREFIX_RE, LATEST, VE
                    format_ref, parse_collection,
                    parse_ref, parse_selector, validate_alias, validate_name)
 from .scan import basename, scan
+from .storage import FsStorage
 from .store import Store, io_error
 from .util import now, replace_file
 
@@ -246,6 +249,8 @@ class Registry:
         validate_name(self.entity, "entity")
         validate_name(self.project, "project")
         self.fsync = bool(self.config.get("core.fsync"))
+        self.format = self.config.format
+        self.storage = FsStorage(self.path, fsync=self.fsync)
         self.store = Store(self.path, fsync=self.fsync)
         self.created = False  # True when this call made the registry
 
@@ -286,8 +291,54 @@ class Registry:
     def parse(self, text: str) -> Ref:
         return parse_ref(text, self.entity, self.project)
 
-    def collection(self, cid: CollectionId) -> Collection:
+    def collection(self, cid: CollectionId):
+        """A collection of this registry: format 2's, or (read-only) format 1's."""
+        if self.format >= layout.FORMAT:
+            return changes.Collection(self.storage, cid)
         return Collection(self.path, cid, self.fsync)
+
+    def _writable(self) -> None:
+        if self.format < layout.FORMAT:
+            raise Conflict(f"{self.path} is a format-1 registry (modelreg 0.1.0): it can be read, "
+                           "not written, until it is upgraded",
+                           hint="run `modelreg upgrade` once no 0.1.0 process uses it")
+
+    def _collection_ids(self) -> list[CollectionId]:
+        """Every collection whose name is claimed (format 2), or whose directory exists (format 1)."""
+        if self.format < layout.FORMAT:
+            return iter_collection_ids(self.path)
+        found = []
+        for item in self.storage.list("names/"):
+            parts = item.key.split("/")
+            if len(parts) != 4:
+                continue
+            try:
+                claim = changes.parse_claim(self.storage.read(item.key), item.key)
+            except (Error, OSError) as exc:
+                self.notify(f"warning: skipping {item.key}: {getattr(exc, 'message', exc)}")
+                continue
+            if layout.NAME_RE.fullmatch(parts[1]) and layout.NAME_RE.fullmatch(parts[2]):
+                found.append(CollectionId(parts[1], parts[2], claim["name"]))
+        return sorted(found)
+
+    def _listed(self, coll) -> bool:
+        """Whether `ls` lists a collection: it held a version and was not emptied by `rm --all`."""
+        if self.format >= layout.FORMAT:
+            return coll.is_live()
+        summaries = coll.summaries()
+        if not summaries:
+            return False
+        if any(not s.deleted for s in summaries):
+            return True
+        history = coll.history()
+        return not (history and history[-1].get("event") == "collection-deleted")
+
+    def _stamped(self, events: list[dict]) -> list[dict]:
+        """Policy events with the time and user every history event carries."""
+        return [self._event(e["event"], **{k: v for k, v in e.items() if k != "event"}) for e in events]
+
+    def _label(self, coll):
+        return lambda number=None: self.short(coll.id, number)
 
     def existing(self, cid: CollectionId) -> Collection:
         coll = self.collection(cid)
@@ -380,6 +431,7 @@ class Registry:
             description: str = "", run: str | None = None, inputs=(), exclude=(), force: bool = False,
             reason: str | None = None, on_progress=None) -> LogResult:
         # Every check comes before the first write: a refused log leaves no blob, no collection.
+        self._writable()
         metadata, inputs = check_log_options(metadata, description, run, inputs, force, reason, on_progress)
         name, aliases, files = prepare_log(paths, name, aliases, exclude, self.notify)
         cid = parse_collection(name, self.entity, self.project)
@@ -387,6 +439,7 @@ class Registry:
         coll = self.collection(cid)
         self._refuse_clash(coll, "artifact")
         producer = _utf8_safe(self._producer(run))
+        protected = self._protected()
         with self._writer():
             from .statcache import StatCache
 
@@ -396,59 +449,46 @@ class Registry:
                             for f, (digest, size) in zip(files, stored))
             from .hashing import version_digest
             digest = version_digest([(e.path, e.digest, e.size, e.executable) for e in entries])
-            # The lock lives in the collection's directory, which stays invisible (no
-            # collection.json) until ensure() below: a log that never gets the lock, or is
-            # killed waiting, leaves no empty collection behind.
-            coll.dir.mkdir(parents=True, exist_ok=True)
-            with coll.lock(self._on_break(coll)):
-                coll.ensure("artifact")
-                for s in coll.live():
-                    if s.digest == digest:
-                        self._apply_aliases(coll, s.version, aliases, force, reason, expect=None)
-                        self.notify(f"content unchanged: {self.short(cid, s.version)} already holds these files")
-                        return self._log_result(coll, s.version, digest, new=False)
-                current = coll.aliases()
-                self._check_alias_changes(coll, current, None, aliases, force, expect=None)
-                created = now()
-                number = coll.publish(lambda n: mf.VersionManifest(
-                    artifact=cid, version=n, digest=digest, size=sum(e.size for e in entries), created=created,
-                    files=entries, metadata=metadata, description=description or "", inputs=tuple(input_records),
-                    producer={**producer, "time": created}))
-                events = [self._event("logged", version=number, digest=digest, reason=reason)]
-                events += self._alias_events(coll, current, number, aliases, reason)
-                coll.append_history(events)
-        return self._log_result(coll, number, digest, new=True)
+            coll.ensure("artifact")
+            created = now()
+            manifest = mf.VersionManifest(
+                artifact=cid, version=0, digest=digest, size=sum(e.size for e in entries), created=created,
+                files=entries, metadata=metadata, description=description or "", inputs=tuple(input_records),
+                producer={**producer, "time": created})
+            stored_as: list[str] = []  # the manifest is written once, and only when it makes a version
+
+            def build(state):
+                for n in layout.live_numbers(state):
+                    if state["versions"][n]["digest"] == digest:
+                        new, events = policy.set_aliases(state["aliases"], n, aliases, protected=protected,
+                                                         force=force, label=self._label(coll), reason=reason)
+                        return (Change(self._stamped(events), new) if events else None), (n, False)
+                if not stored_as:
+                    stored_as.append(coll.put_manifest(manifest))
+                number = state["next"]
+                new, events = policy.set_aliases(state["aliases"], number, aliases, protected=protected,
+                                                 force=force, label=self._label(coll), reason=reason)
+                logged = self._event("logged", version=number, digest=digest, reason=reason)
+                return Change([logged, *self._stamped(events)], new,
+                              add={str(number): changes.summary_of(manifest, stored_as[0])}), (number, True)
+
+            _, _, (number, new) = coll.commit(build)
+        if not new:
+            self.notify(f"content unchanged: {self.short(cid, number)} already holds these files")
+        return self._log_result(coll, number, digest, new=new)
 
     def _writer(self):
         return WriterRegistration(self.path / "locks")
 
-    def _refuse_clash(self, coll: Collection, kind: str) -> None:
+    def _refuse_clash(self, coll, kind: str) -> None:
         """Refuse, before anything is written, a name taken by the other kind or by another case.
 
-        ensure() checks again when it creates the collection; this only moves the
+        ensure() decides again, atomically, when it claims the name; this only moves the
         common refusal ahead of the blob writes.
         """
-        if coll.exists():
-            if coll.kind != kind:
-                coll.ensure(kind)  # raises the clash
-            return
-        folded = coll.id.name.casefold()
-        try:
-            names = os.listdir(coll.dir.parent)
-        except FileNotFoundError:
-            return
-        for other in names:
-            if other != coll.id.name and other.casefold() == folded and (coll.dir.parent / other / "collection.json").is_file():
-                raise Conflict(f"collection {other!r} already exists; names may not differ only by case")
-
-    def _on_break(self, coll: Collection):
-        def note(record: dict) -> None:
-            self.notify(f"broke a stale lock on {self.short(coll.id)} held by pid {record.get('pid', '?')} on {record.get('host', '?')}")
-            try:
-                coll.append_history([self._event("lock-broken", holder=record)])
-            except OSError:
-                pass
-        return note
+        claim = coll.claim()
+        if claim is not None and (claim["name"] != coll.id.name or claim["kind"] != kind):
+            coll.ensure(kind)  # raises the clash
 
     def _input(self, text: str) -> dict:
         coll, number, record, source = self._content(text)
@@ -483,54 +523,6 @@ class Registry:
     def _protected(self) -> list[str]:
         return list(self.config.get("aliases.protected"))
 
-    def _check_alias_changes(self, coll: Collection, current: dict, number: int | None, aliases, force: bool,
-                             expect: int | None | str) -> None:
-        """Refuse (before anything changes) what setting `aliases` on `number` may not do.
-
-        `number` None means a version about to be created. `expect` is the "ref"-less
-        compare-and-swap target: a number, "none" for unset, or None for no check.
-        """
-        folded = {a.casefold(): a for a in current}
-        protected = self._protected()
-        for alias in aliases:
-            other = folded.get(alias.casefold())
-            if other is not None and other != alias:
-                raise Conflict(f"alias {alias!r} clashes with existing alias {other!r} of {self.short(coll.id)}",
-                               hint="aliases of one collection may not differ only by case")
-            if expect is not None:
-                actual = current.get(alias)
-                if (expect == "none" and actual is not None) or (expect != "none" and actual != expect):
-                    now_at = "unset" if actual is None else f"v{actual}"
-                    want = "unset" if expect == "none" else f"v{expect}"
-                    raise Conflict(f"alias {alias!r} of {self.short(coll.id)} is {now_at}, expected {want}",
-                                   hint="someone else moved it; look at `modelreg history` and try again")
-            moving = alias in current and current[alias] != number
-            if moving and alias in protected and not force:
-                raise Conflict(f"alias {alias!r} is protected; moving it from {self.short(coll.id, current[alias])} needs --force",
-                               hint="add --force (and --reason TEXT to record why)")
-
-    def _alias_events(self, coll: Collection, current: dict, number: int, aliases, reason) -> list[dict]:
-        events = []
-        for alias in aliases:
-            before = current.get(alias)
-            if before == number:
-                continue
-            coll.set_alias(alias, number)
-            if before is None:
-                events.append(self._event("alias-set", alias=alias, version=number, to=number, reason=reason))
-            else:
-                events.append(self._event("alias-moved", alias=alias, version=number, to=number, reason=reason,
-                                          **{"from": before}))
-        return events
-
-    def _apply_aliases(self, coll: Collection, number: int, aliases, force, reason, expect) -> list[str]:
-        """Check all, then set all, then record; caller holds the collection lock."""
-        current = coll.aliases()
-        self._check_alias_changes(coll, current, number, aliases, force, expect)
-        events = self._alias_events(coll, current, number, aliases, reason)
-        coll.append_history(events)
-        return [e["alias"] for e in events]
-
     def _expect_number(self, coll: Collection, expect: str | None):
         if expect is None:
             return None
@@ -558,14 +550,21 @@ class Registry:
         aliases = _alias_list(aliases)
         if not aliases:
             raise InvalidInput("no alias given")
+        self._writable()
         parsed = self.parse(ref)
         coll = self.existing(parsed.collection)
-        with coll.lock(self._on_break(coll)):
+        protected = self._protected()
+
+        def build(state):
             number = self._select(coll, parsed.selector)
-            if isinstance(coll.read(number), mf.Tombstone):
-                raise NotFound(f"{self.short(coll.id, number)} was deleted")
-            changed = self._apply_aliases(coll, number, aliases, force, reason, self._expect_number(coll, expect))
-        return AliasResult(self.short(coll.id, number), self._aliases_of(coll, number), tuple(changed))
+            new, events = policy.set_aliases(state["aliases"], number, aliases, protected=protected, force=force,
+                                             expect=self._expect_number(coll, expect), label=self._label(coll),
+                                             reason=reason)
+            changed = tuple(e["alias"] for e in events)
+            return (Change(self._stamped(events), new) if events else None), (number, changed)
+
+        _, _, (number, changed) = coll.commit(build)
+        return AliasResult(self.short(coll.id, number), self._aliases_of(coll, number), changed)
 
     @_disk_errors("removing aliases")
     def unalias(self, ref: str, aliases, *, force: bool = False, reason: str | None = None) -> dict[str, str]:
@@ -579,27 +578,19 @@ class Registry:
         aliases = _unique([validate_alias(a, removing=True) for a in _listed(aliases)])
         if not aliases:
             raise InvalidInput("no alias given")
+        self._writable()
         parsed = self.parse(ref)
         coll = self.existing(parsed.collection)
         protected = self._protected()
-        with coll.lock(self._on_break(coll)):
-            current = coll.aliases()
+
+        def build(state):
             number = self._select(coll, parsed.selector) if parsed.selector is not None else None
-            for alias in aliases:
-                if alias not in current:
-                    raise NotFound(f"alias {alias!r} is not set in {self.short(coll.id)}")
-                if number is not None and current[alias] != number:
-                    raise Conflict(f"alias {alias!r} points at {self.short(coll.id, current[alias])}, not v{number}")
-                if alias in protected and not force:
-                    raise Conflict(f"alias {alias!r} is protected; removing it needs --force",
-                                   hint="add --force (and --reason TEXT to record why)")
-            events = []
-            for alias in aliases:
-                coll.remove_alias(alias)
-                events.append(self._event("alias-removed", alias=alias, version=current[alias], reason=reason,
-                                          **{"from": current[alias]}))
-            coll.append_history(events)
-        return {alias: self.short(coll.id, current[alias]) for alias in aliases}
+            new, events = policy.remove_aliases(state["aliases"], aliases, number=number, protected=protected,
+                                                force=force, label=self._label(coll), reason=reason)
+            removed = {alias: self.short(coll.id, state["aliases"][alias]) for alias in aliases}
+            return Change(self._stamped(events), new), removed
+
+        return coll.commit(build)[2]
 
     def _aliases_of(self, coll: Collection, number: int) -> tuple[str, ...]:
         names = [a for a, n in coll.aliases().items() if n == number]
@@ -618,44 +609,95 @@ class Registry:
         aliases = _alias_list(aliases)
         if ":" in registered:
             raise InvalidInput(f"invalid registered model {registered!r}: it takes no selector")
+        self._writable()
         target_id = parse_collection(registered, self.entity, self.project)
         _, _, _, source = self._content(ref)
         source_ref = f"{source.artifact.full}:v{source.version}"
+        shown_source = self.short(source.artifact, source.version)
         target = self.collection(target_id)
         if target.exists():
-            target.ensure("registered")  # a name clash is refused before any lock is taken
-        source_coll = self.collection(source.artifact)
-        # rm looks for links under the source artifact's lock; taking it here too means a version
-        # is never linked between rm's check and its tombstone. Order: artifact, then registered.
-        with source_coll.lock(self._on_break(source_coll)):
-            still = source_coll.read(source.version)
-            if not isinstance(still, mf.VersionManifest) or still.digest != source.digest:
-                raise NotFound(f"{self.short(source.artifact, source.version)} was deleted")
-            target.ensure("registered")
-            with target.lock(self._on_break(target)):
-                for s in target.live():
-                    if s.source and s.source["version"] == source.version and s.digest == source.digest and \
-                            CollectionId(s.source["entity"], s.source["project"], s.source["name"]) == source.artifact:
-                        self._apply_aliases(target, s.version, aliases, force, reason, expect=None)
-                        return self._log_result(target, s.version, source.digest, new=False,
-                                                source=self.short(source.artifact, source.version))
-                current = target.aliases()
-                self._check_alias_changes(target, current, None, aliases, force, expect=None)
-                created = now()
-                number = target.publish(lambda n: mf.LinkRecord(n, source.artifact, source.version, source.digest,
-                                                                created, description or ""))
-                events = [self._event("linked", version=number, source=source_ref, digest=source.digest, reason=reason)]
-                events += self._alias_events(target, current, number, aliases, reason)
-                target.append_history(events)
-        return self._log_result(target, number, source.digest, new=True, source=self.short(source.artifact, source.version))
+            target.ensure("registered")  # a name clash is refused before anything is written
+        protected = self._protected()
+
+        def existing_link(state) -> int | None:
+            for n in layout.live_numbers(state):
+                summary = state["versions"][n]
+                if summary.get("source") == {"entity": source.artifact.entity, "project": source.artifact.project,
+                                             "name": source.artifact.name, "version": source.version} \
+                        and summary["digest"] == source.digest:
+                    return n
+            return None
+
+        def check_aliases(state, number):
+            return policy.set_aliases(state["aliases"], number, aliases, protected=protected, force=force,
+                                      label=self._label(target), reason=reason)
+
+        if target.exists():  # refuse an alias change the link could not make before marking the source
+            state = target.state()
+            check_aliases(state, existing_link(state))
+
+        def mark(state):
+            # "Linked into" is committed in the source first: an `rm` of the source racing
+            # this link is ordered with it in one sequence, so one of the two is refused.
+            summary = state["versions"].get(source.version)
+            if summary is None or summary.get("deleted") or summary["digest"] != source.digest:
+                raise NotFound(f"{shown_source} was deleted")
+            if target_id.full in state["marks"].get(source.version, []):
+                return None, None
+            return Change([], state["aliases"], marks=[{"version": source.version, "link": target_id.full}]), None
+
+        self.collection(source.artifact).commit(mark)
+        target.ensure("registered")
+        record = mf.LinkRecord(0, source.artifact, source.version, source.digest, now(), description or "")
+        stored_as: list[str] = []
+
+        def build(state):
+            n = existing_link(state)
+            if n is not None:
+                new, events = check_aliases(state, n)
+                return (Change(self._stamped(events), new) if events else None), (n, False)
+            if not stored_as:
+                stored_as.append(target.put_manifest(record))
+            number = state["next"]
+            new, events = check_aliases(state, number)
+            linked = self._event("linked", version=number, source=source_ref, digest=source.digest, reason=reason)
+            return Change([linked, *self._stamped(events)], new,
+                          add={str(number): changes.summary_of(record, stored_as[0])}), (number, True)
+
+        _, _, (number, new) = target.commit(build)
+        return self._log_result(target, number, source.digest, new=new, source=shown_source)
 
     def links_to(self, cid: CollectionId, number: int) -> list[str]:
         """Refs of the links (in any registered model) whose source is cid:vN."""
         return self._backlinks(cid).get(number, [])
 
-    def _backlinks(self, cid: CollectionId) -> dict[int, list[str]]:
-        """version number -> refs of the links to it, over every registered model."""
+    def _backlinks(self, cid: CollectionId, pending: bool = False) -> dict[int, list[str]]:
+        """version number -> refs of the live links to it, over every registered model.
+
+        Format 2 follows the source's "linked into" marks to the registered models they
+        name; with `pending`, a mark whose registered model holds no link to the version
+        at all (a link under way, or one cut short) counts too, as that model's name.
+        """
         found: dict[int, list[str]] = {}
+        if self.format >= layout.FORMAT:
+            try:
+                marks = self.collection(cid).marks()
+            except Error:
+                return found
+            for number, targets in marks.items():
+                wanted = {"entity": cid.entity, "project": cid.project, "name": cid.name, "version": number}
+                for full in targets:
+                    target = self.collection(CollectionId(*full.split("/")))
+                    try:
+                        summaries = target.summaries()
+                    except Error:
+                        continue
+                    links = [s for s in summaries if s.source == wanted]
+                    refs = [self.short(target.id, s.version) for s in links if not s.deleted]
+                    if not links and pending:
+                        refs = [f"{self.short(target.id)} (a link under way or cut short)"]
+                    found.setdefault(number, []).extend(refs)
+            return {n: refs for n, refs in found.items() if refs}
         for other in iter_collection_ids(self.path):
             coll = self.collection(other)
             try:
@@ -780,18 +822,16 @@ class Registry:
             raise InvalidInput(f"invalid kind {kind!r}", hint="use artifact or registered")
         result = []
         source_of = self._source_lookup()
-        for cid in iter_collection_ids(self.path):
+        for cid in self._collection_ids():
             if scope and (cid.entity, cid.project) != scope:
                 continue
             coll = self.collection(cid)
             if kind and coll.kind != kind:
                 continue
+            if not self._listed(coll):
+                continue
             summaries = coll.summaries()
             live = [s for s in summaries if not s.deleted]
-            if not live and summaries and all(s.deleted for s in summaries):
-                history = coll.history()
-                if history and history[-1].get("event") == "collection-deleted":
-                    continue
             if coll.kind == "registered":
                 sources = [source_of(s.source, s.digest) if s.source else None for s in live]
                 size = sum(src.size for src in sources if src is not None)
@@ -884,38 +924,33 @@ class Registry:
         coll = self.existing(parsed.collection)
         if all and parsed.selector is not None:
             raise InvalidInput("--all takes a collection name, not a version", hint=f"use `modelreg rm {parsed.name} --all`")
-        deleted = []
-        with coll.lock(self._on_break(coll)):
-            numbers = [s.version for s in coll.live()] if all else [self._select(coll, parsed.selector)]
-            aliases = coll.aliases()
-            records = {n: coll.read(n) for n in numbers}
-            holders = {n: sorted(a for a, v in aliases.items() if v == n) for n in numbers}
-            backlinks = self._backlinks(coll.id) if coll.kind == "artifact" else {}
-            linked = {n: backlinks.get(n, []) for n in numbers}
+        self._writable()
+
+        def build(state):
+            numbers = layout.live_numbers(state) if all else [self._select(coll, parsed.selector)]
+            holders = {n: policy.holders(state["aliases"], n) for n in numbers}
+            backlinks = self._backlinks(coll.id, pending=True) if coll.kind == "artifact" else {}
             if not force:
                 for n in numbers:
                     if holders[n]:
                         raise Conflict(f"{self.short(coll.id, n)} holds alias {', '.join(holders[n])}",
                                        hint="move the alias first, or add --force to delete it with the version")
-                    if linked[n]:
-                        raise Conflict(f"{self.short(coll.id, n)} is linked from {', '.join(linked[n])}",
+                    if backlinks.get(n):
+                        raise Conflict(f"{self.short(coll.id, n)} is linked from {', '.join(backlinks[n])}",
                                        hint="add --force to delete it anyway; its links will dangle")
-            events = []
+            events, deleted = [], []
+            aliases = dict(state["aliases"])
             for n in numbers:
                 for alias in holders[n]:
-                    coll.remove_alias(alias)
+                    del aliases[alias]
                     events.append(self._event("alias-removed", alias=alias, version=n, reason=reason, **{"from": n}))
-                record = records[n]
-                if isinstance(record, mf.Tombstone):
-                    continue
-                digest = record.source_digest if isinstance(record, mf.LinkRecord) else record.digest
-                coll.replace_record(mf.Tombstone(n, digest, now()))
                 events.append(self._event("deleted", version=n, reason=reason))
                 deleted.append(Deleted(self.short(coll.id, n), n, tuple(holders[n])))
             if all:
                 events.append(self._event("collection-deleted", reason=reason))
-            coll.append_history(events)
-        return deleted
+            return Change(events, aliases, delete=numbers), deleted
+
+        return coll.commit(build)[2]
 
     # -- pull ------------------------------------------------------------------------
 
@@ -1198,5 +1233,5 @@ def _populate(path: Path) -> None:
     config = path / "config.toml"
     if not config.exists():
         tmp = path / "tmp" / "config.toml"
-        tmp.write_bytes(Config(config, {}).dumps())
+        tmp.write_bytes(Config(config, {"format": layout.FORMAT}).dumps())
         os.replace(tmp, config)
