@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import manifest as mf
-from .errors import Conflict, IntegrityError, NotFound
-from .locks import FileLock
+from .errors import Conflict, IntegrityError, LockTimeout, NotFound
+from .locks import FileLock, _break_stale, holder_is_dead, holder_record, lock_wait_seconds, read_record
 from .refs import ALIAS_RE, CollectionId
 from .util import create_file, fsync_dir, now, replace_file, rfc3339, write_all
 
@@ -96,12 +96,7 @@ class Collection:
     def ensure(self, kind: str) -> None:
         """Create the collection as `kind` unless it exists; a kind clash is a conflict."""
         if not self.exists():
-            project_dir = self.dir.parent
-            if project_dir.is_dir():
-                folded = self.id.name.casefold()
-                for other in os.listdir(project_dir):
-                    if other != self.id.name and other.casefold() == folded:
-                        raise Conflict(f"collection {other!r} already exists; names may not differ only by case")
+            self._claim_name()
             for d in (self.versions_dir, self.aliases_dir):
                 d.mkdir(parents=True, exist_ok=True)
             record = {"format": mf.FORMAT, "kind": kind, "created": now(), "description": ""}
@@ -112,8 +107,51 @@ class Collection:
             raise Conflict(f"{self.id.name!r} is already {what} in project {self.id.project!r}",
                            hint="collection names are unique within a project across both kinds")
 
+    def _claim_name(self) -> None:
+        """Claim this name's case-folded form in its project, or raise Conflict.
+
+        The claim is a create-only file `.<folded name>.name` beside the collections (a dot
+        file: no name starts with a dot, and directory walks skip files), holding the name
+        and its creator. Of two creators of `Foo` and `foo` only one can create it, so the
+        case check and the creation are one atomic step. A claim whose collection never
+        appeared and whose creator is dead (a kill between the two) is broken and retaken.
+        """
+        project_dir = self.dir.parent
+        folded = self.id.name.casefold()
+        try:
+            others = os.listdir(project_dir)
+        except FileNotFoundError:
+            others = []
+        for other in others:  # collections made before claims existed
+            if other != self.id.name and other.casefold() == folded and \
+                    (project_dir / other / "collection.json").is_file():
+                raise Conflict(f"collection {other!r} already exists; names may not differ only by case")
+        project_dir.mkdir(parents=True, exist_ok=True)
+        claim = project_dir / f".{folded}.name"
+        mine = {"name": self.id.name, **holder_record()}
+        deadline = time.monotonic() + lock_wait_seconds()
+        while True:
+            if create_file(self.tmp, claim, json.dumps(mine).encode() + b"\n", self.fsync):
+                return
+            record = read_record(claim)
+            if record is None:
+                continue
+            holder = record.get("name")
+            if holder == self.id.name:
+                return  # ours: an earlier attempt, or a parallel creator of this very name
+            if isinstance(holder, str) and (project_dir / holder / "collection.json").is_file():
+                raise Conflict(f"collection {holder!r} already exists; names may not differ only by case")
+            if holder_is_dead(record):
+                _break_stale(claim, record, self.tmp)
+                continue
+            if time.monotonic() >= deadline:
+                raise LockTimeout(f"collection {holder!r} is being created by pid {record.get('pid', '?')} "
+                                  f"on {record.get('host', '?')}; names may not differ only by case")
+            time.sleep(0.02)
+
     def lock(self, on_break=None) -> FileLock:
-        return FileLock(self.dir / "collection.lock", f"collection {self.id.full}", on_break=on_break)
+        return FileLock(self.dir / "collection.lock", f"collection {self.id.full}", on_break=on_break,
+                        tmp_dir=self.tmp)
 
     # -- versions --------------------------------------------------------------------
 

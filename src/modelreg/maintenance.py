@@ -38,13 +38,12 @@ from .collections import ALIAS_LINE, INDEX_FORMAT, KINDS, VERSION_FILE, Collecti
 from .config import parse_duration
 from .errors import Error, IntegrityError, InvalidInput, LockTimeout
 from .locks import STALE_REMOTE_SECONDS, FileLock, _break_stale, holder_is_dead, lock_wait_seconds, read_record
+from .util import host_tag, temp_owner
 from .refs import ALIAS_RE, LATEST, NAME_RE, VERSION_RE, CollectionId
 
 HEX2 = re.compile(r"[0-9a-f]{2}")
 HEX62 = re.compile(r"[0-9a-f]{62}")
 HEX64_BYTES = re.compile(rb"[0-9a-f]{64}")
-# Temp files are named `<prefix>-<pid>-<random hex>` (store.temp_path, util.write_temp).
-TMP_OWNER = re.compile(r"[A-Za-z]+-([0-9]+)-[0-9a-f]+")
 # gc gives in-flight writers this long to finish; writers wait longer (60 s) for gc.
 GC_WRITER_WAIT = 30.0
 SHOWN_USERS = 5
@@ -164,31 +163,37 @@ def _tree_size(path: Path) -> int:
     return sum(_tree_size(Path(e.path)) for e in _scandir(path))
 
 
-def _tmp_owner_alive(name: str, age: float) -> bool:
-    """Whether a temp file may still belong to a running writer.
+def _tmp_in_flight(name: str, age: float) -> bool | None:
+    """Whether a temp file in tmp/ may belong to a running writer, judged by its name.
 
-    The pid in its name is checked on this host; a young file whose name carries no pid
-    (or whose pid is alive) is left alone. Other hosts cannot be asked: there the grace
-    period is the only guard, so `--grace 0` is meant for a registry used from one host.
+    True: its writer runs on this host. False: its writer was on this host and is gone.
+    None: nobody here can tell (made on another host, or a name that names no owner), so
+    only its age can: the grace period. A pid that is alive but older than ten minutes
+    is taken for a reused pid, as before: no writer keeps a temp file that long unchanged
+    while gc runs, since gc first waits for every registered writer.
     """
-    match = TMP_OWNER.fullmatch(name)
-    if not match:
-        return age < STALE_REMOTE_SECONDS
+    owner = temp_owner(name)
+    if owner is None or owner[0] != host_tag():
+        return None
     try:
-        os.kill(int(match.group(1)), 0)
+        os.kill(owner[1], 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OverflowError, ValueError):
-        return True
+    except (OverflowError, ValueError):
+        return False  # no process can have that pid
+    except PermissionError:
+        pass  # alive, someone else's
     return age < STALE_REMOTE_SECONDS
 
 
 def _lock_files(root: Path):
-    """(path, what) of every lock-like file: gc.lock, .break files, collection locks."""
+    """(path, what) of every lock-like file: gc.lock, config.lock, .break files, collection locks."""
     locks_dir = root / "locks"
     for entry in _scandir(locks_dir):
-        if entry.name.endswith(".lock") or entry.name.endswith(".break"):
-            yield Path(entry.path), "gc lock" if entry.name == "gc.lock" else "lock breaker file"
+        if entry.name.endswith(".break"):
+            yield Path(entry.path), "lock breaker file"
+        elif entry.name.endswith(".lock"):
+            yield Path(entry.path), {"gc.lock": "gc lock", "config.lock": "config lock"}.get(entry.name, "lock")
     for _, directory in _collection_dirs(root):
         for name, what in (("collection.lock", "collection lock"), ("collection.lock.break", "lock breaker file")):
             path = directory / name
@@ -551,8 +556,9 @@ class _Fsck:
                 age = now - os.lstat(entry.path).st_mtime
             except FileNotFoundError:
                 continue
-            if _tmp_owner_alive(entry.name, age):
-                continue  # in flight right now
+            in_flight = _tmp_in_flight(entry.name, age)
+            if in_flight or (in_flight is None and temp_owner(entry.name) and age < STALE_REMOTE_SECONDS):
+                continue  # in flight right now, here or (young, from another host) elsewhere
             self.leftover("tmp", Path(entry.path), f"temporary file of an interrupted write ({_age(age)} old)",
                           _tree_size(Path(entry.path)))
 
@@ -723,7 +729,8 @@ class _Collector:
                 age = now - os.lstat(path).st_mtime
             except FileNotFoundError:
                 continue
-            if age >= self.grace and not _tmp_owner_alive(entry.name, age):
+            # Dead here, or an owner nobody here can ask: then the grace period alone decides.
+            if age >= self.grace and not _tmp_in_flight(entry.name, age):
                 self.take("tmp", path, "temporary file of an interrupted write", _tree_size(path),
                           lambda p=path: _remove_tree(p))
         self.collect_locks()
@@ -753,7 +760,7 @@ class _Collector:
                 # Taking the lock breaks the stale one the usual way, recorded in the history.
                 self.take("lock", path, message, 0, lambda c=coll: self._lock_and_repair(c))
             else:
-                self.take("lock", path, message, 0, lambda p=path, r=record: _break_stale(p, r))
+                self.take("lock", path, message, 0, lambda p=path, r=record: _break_stale(p, r, self.root / "tmp"))
 
     def _cid(self, directory: Path) -> CollectionId:
         return CollectionId(directory.parent.parent.name, directory.parent.name, directory.name)
@@ -796,9 +803,16 @@ def _remove_if_same(path: Path, record: dict) -> bool:
 def gc(registry, dry_run: bool = False, grace=None) -> GcResult:
     """Remove unreferenced blobs and leftovers older than `grace` (default: gc.grace)."""
     seconds = grace_seconds(registry, grace)
-    if dry_run:
-        return _Collector(registry, seconds, dry_run=True).run()
-    with FileLock(registry.path / "locks" / "gc.lock", "gc"):
-        collector = _Collector(registry, seconds, dry_run=False)
-        collector.drain_writers()
-        return collector.run()
+    try:
+        if dry_run:
+            return _Collector(registry, seconds, dry_run=True).run()
+        # On a full disk the lock falls back to a symlink and nothing else here writes, so
+        # gc can always free the space that its own "disk full" hint sends users to free.
+        with FileLock(registry.path / "locks" / "gc.lock", "gc", tmp_dir=registry.path / "tmp"):
+            collector = _Collector(registry, seconds, dry_run=False)
+            collector.drain_writers()
+            return collector.run()
+    except OSError as exc:
+        from .store import io_error
+
+        raise io_error(exc, "collecting garbage") from None

@@ -16,14 +16,14 @@ from . import manifest as mf
 from .collections import Collection, Summary, iter_collection_ids
 from .config import REGISTRY_DIR, Config, default_location, find_registry
 from .errors import Conflict, Error, InvalidInput, NotFound
-from .locks import WriterRegistration
+from .locks import FileLock, WriterRegistration
 from .records import AliasResult, CollectionInfo, Deleted, DiffResult, LogResult, PullResult, VersionInfo
 from .refs import (DEFAULT_ENTITY, DEFAULT_PROJECT, DIGEST_PREFIX_RE, LATEST, VERSION_RE, CollectionId, Ref,
                    format_ref, parse_collection,
                    parse_ref, parse_selector, validate_alias, validate_name)
 from .scan import basename, scan
 from .store import Store, io_error
-from .util import now, replace_file
+from .util import now, replace_file, temp_name
 
 
 def _user() -> str:
@@ -965,14 +965,24 @@ class Registry:
         _str_arg(key, "key")
         if not isinstance(value, (str, bool)):
             _str_list(value, f"the value of {key}", one=False)  # aliases.protected takes a list
-        self.config.set(key, value)
-        self._save_config()
+        Config(self.config.path, {}).set(key, value)  # a bad key or value is refused before any lock
+        with self._config_lock():
+            # Read-modify-write under the lock: a parallel `config set` of another key is kept.
+            self.config = Config.load(self.config.path)
+            self.config.set(key, value)
+            self._save_config()
 
     def config_unset(self, key: str) -> bool:
-        removed = self.config.unset(key)
-        if removed:
-            self._save_config()
+        Config(self.config.path, {}).unset(key)  # an unknown key is refused before any lock
+        with self._config_lock():
+            self.config = Config.load(self.config.path)
+            removed = self.config.unset(key)
+            if removed:
+                self._save_config()
         return removed
+
+    def _config_lock(self) -> FileLock:
+        return FileLock(self.path / "locks" / "config.lock", "the config", tmp_dir=self.path / "tmp")
 
     def _save_config(self) -> None:
         try:
@@ -1174,7 +1184,7 @@ def _create_registry(target: Path) -> tuple[Path, bool]:
         if target.is_dir():
             _populate(target)  # an empty .modelreg made by hand: fill it in place
             return target, True
-        staging = parent / f".modelreg-init-{os.getpid()}-{os.urandom(4).hex()}"
+        staging = parent / temp_name(".modelreg-init")
         staging.mkdir()
         try:
             _populate(staging)
@@ -1197,6 +1207,7 @@ def _populate(path: Path) -> None:
         (path / sub).mkdir(parents=True, exist_ok=True)
     config = path / "config.toml"
     if not config.exists():
-        tmp = path / "tmp" / "config.toml"
+        # A unique name: two first `log`s may fill one hand-made .modelreg at once.
+        tmp = path / "tmp" / temp_name("config")
         tmp.write_bytes(Config(config, {}).dumps())
         os.replace(tmp, config)

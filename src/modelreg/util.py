@@ -1,8 +1,9 @@
-"""Small shared pieces: times, atomic file writes."""
+"""Small shared pieces: times, temp-file names, atomic file writes."""
 
 from __future__ import annotations
 
 import os
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -30,9 +31,44 @@ def current_umask() -> int:
     return mask
 
 
+# A temp name is `<prefix>_<host>_<pid>_<unique>`. `_` never occurs in a prefix or in a host
+# as written here, so the owner parses back unambiguously whatever dots and dashes the host
+# name holds; every character is one S3 lists as safe in a key.
+TEMP_NAME = re.compile(r"([A-Za-z.][A-Za-z.-]*)_([A-Za-z0-9.-]+)_([0-9]+)_([A-Za-z0-9-]+)")
+# 0.1.0 named temp files `<prefix>-<pid>-<hex>` (blobs: `-<counter>` added), without a host.
+LEGACY_TEMP_NAME = re.compile(r"[A-Za-z]+-([0-9]+)-[0-9a-f]+(?:-[0-9]+)?")
+_host: str | None = None
+
+
+def host_tag() -> str:
+    """This host's name as temp names carry it: only letters, digits, `.` and `-`."""
+    global _host
+    if _host is None:
+        import socket
+
+        _host = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname())[:64] or "unknown"
+    return _host
+
+
+def temp_name(prefix: str, unique: str | None = None) -> str:
+    """A temp file name that tells gc and fsck which process on which host made it."""
+    return f"{prefix}_{host_tag()}_{os.getpid()}_{unique or os.urandom(6).hex()}"
+
+
+def temp_owner(name: str) -> tuple[str, int] | None:
+    """(host, pid) of the process that made temp file `name`; None when the name tells none."""
+    match = TEMP_NAME.fullmatch(name)
+    if match:
+        return match.group(2), int(match.group(3))
+    match = LEGACY_TEMP_NAME.fullmatch(name)
+    if match:  # 0.1.0 wrote no host: such a file is judged as this host's, by its pid
+        return host_tag(), int(match.group(1))
+    return None
+
+
 def write_temp(tmp_dir: Path, data: bytes, fsync: bool, prefix: str = "rec") -> Path:
     """A fully written (and, with fsync, durable) temp file, ready to be linked or renamed."""
-    path = tmp_dir / f"{prefix}-{os.getpid()}-{os.urandom(6).hex()}"
+    path = tmp_dir / temp_name(prefix)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         write_all(fd, data)

@@ -138,8 +138,16 @@ PROSE: dict[str, dict] = {
             parallel commands (from `make -j`, say) each get their own version number;
             a lock held by a live process is waited for up to 10 seconds, then the
             command exits with status 4 naming the holder, and a lock left by a dead
-            process is broken. Creating a registry is atomic too: parallel first
-            `log` commands in one directory share one registry.
+            process is broken. A lock names its holder (host, pid, start time) from the
+            moment it exists: it is written to a temporary file and linked into place,
+            or on a full disk made a symbolic link whose target names the holder. A lock
+            whose holder is gone from this host (or whose pid now belongs to another
+            process) is broken at once, one that names no holder (as modelreg 0.1.0
+            could leave) once it is 2 seconds old, one held from another host after 10
+            minutes. Creating a collection claims its case-folded name first, so `Foo`
+            and `foo` never both appear, also when created in parallel. Creating a
+            registry is atomic too: parallel first `log` commands in one directory
+            share one registry.
         """,
         "output": """
             Standard output carries only the result; progress, notes and warnings go to
@@ -227,14 +235,16 @@ PROSE: dict[str, dict] = {
                 .modelreg/
                   config.toml               settings (format = 1)
                   objects/<2 hex>/<62 hex>  file contents by BLAKE3, read-only
-                  tmp/                      writes in flight
-                  locks/                    gc.lock, writers/<host>-<pid>-<random>
-                  collections/<entity>/<project>/<name>/
-                    collection.json         kind, created, description
-                    versions/v<N>.json      manifest, link record or tombstone
-                    aliases/<alias>         one line: v<N>
-                    history.jsonl           events, appended
-                    collection.lock         held while changing the collection
+                  tmp/                      writes in flight: <prefix>_<host>_<pid>_<unique>
+                  locks/                    gc.lock, config.lock, writers/<host>-<pid>-<random>
+                  collections/<entity>/<project>/
+                    .<folded name>.name     claims a name in any case, made first
+                    <name>/
+                      collection.json       kind, created, description
+                      versions/v<N>.json    manifest, link record or tombstone
+                      aliases/<alias>       one line: v<N>
+                      history.jsonl         events, appended
+                      collection.lock       held while changing the collection
 
             `.modelreg/config.toml`::
                 The configuration; see `modelreg-config(1)`.
@@ -250,7 +260,10 @@ PROSE: dict[str, dict] = {
                 a stat cache of logged files) are rebuilt when missing or stale.
 
             Leftovers of interrupted commands (temporary files, unreferenced blobs,
-            stale locks) are harmless; `fsck` lists them and `gc` removes them.
+            stale locks) are harmless; `fsck` lists them and `gc` removes them. A
+            temporary file's name carries the host and pid of the process writing it;
+            a lock file holds its holder's, or is a symbolic link to
+            `mrlock:HOST:PID:START:TIME` when the disk was full.
         """,
         "files_default": _REGISTRY_FILES,
         "examples": """
@@ -857,6 +870,17 @@ PROSE: dict[str, dict] = {
             waits until no writer is registered in `locks/writers/`; a writer that finds
             `gc.lock` waits for `gc` to finish. So even `--grace 0` never removes a blob
             that a running `log` is about to reference.
+
+            A temporary file is judged by the host and pid in its name: one whose
+            process is gone from this host is removed once older than the grace period
+            (at once with `--grace 0`), one whose process still runs is kept. For one
+            made on another host, or whose name names no process, the grace period
+            alone decides. On a shared registry, use a grace period longer than any
+            write takes.
+
+            `gc` works on a full disk: it writes nothing but its lock, which is then a
+            symbolic link that needs no space, so it can free the space that a failed
+            write's hint sends you to free.
         """,
         "output": """
             Nothing with `-q`. `blobs` and `bytes` count what was removed (or, with
@@ -878,7 +902,8 @@ PROSE: dict[str, dict] = {
             `.modelreg/tmp/`::
                 Temporary files of writes in flight or interrupted.
             `.modelreg/locks/gc.lock`, `.modelreg/locks/writers/`::
-                How `gc` and writers keep out of each other's way.
+                How `gc` and writers keep out of each other's way. Locks of dead
+                processes found here and in collections are removed.
         """,
         "see_also": ["fsck", "rm"],
     },
@@ -920,8 +945,9 @@ PROSE: dict[str, dict] = {
             `get` prints a key's value, its default when unset; `set` writes it;
             `unset` removes it, so its default applies again; `list` prints every key
             with its value, defaults included. Values come from the file only: the
-            `MODELREG_ENTITY` and `MODELREG_PROJECT` overrides are not shown. The file
-            is rewritten atomically.
+            `MODELREG_ENTITY` and `MODELREG_PROJECT` overrides are not shown. `set` and
+            `unset` read the file again under `locks/config.lock` and rewrite it
+            atomically, so parallel changes of different keys are all kept.
 
             `defaults.entity`, `defaults.project`::
                 The entity and project of references that omit them (defaults: `local`,
@@ -964,10 +990,13 @@ PROSE: dict[str, dict] = {
             1: "`config.toml` could not be read (malformed) or written.",
             2: "An unknown key or a bad value.",
             3: "No registry was found.",
+            4: "`set` or `unset` waited too long for another one's lock.",
         },
         "files": """
             `.modelreg/config.toml`::
                 The configuration, TOML with `format = 1`.
+            `.modelreg/locks/config.lock`::
+                Held while `set` or `unset` rewrites the file.
         """,
         "see_also": ["gc", "pull"],
     },
