@@ -404,6 +404,12 @@ PROSE: dict[str, dict] = {
             versions whose metadata KEY equals VALUE, compared as JSON when VALUE
             parses as JSON: `--where metadata.epoch=3` matches the number 3 and
             `--where 'metadata.v="1.10"'` the string.
+
+            A stored record that cannot be read or parsed fails only what needs it:
+            `ls` and `ls NAME` leave out each such collection or version with a
+            warning on stderr and list the rest (`latest` is then unknown when the
+            newest record is the bad one); `ls REF` of it fails. `modelreg fsck` names
+            every such problem. A collection that never held a version is not listed.
         """,
         "output": """
             With `-q`: for collections, their names in the shortest form that resolves
@@ -436,6 +442,7 @@ PROSE: dict[str, dict] = {
         "exit_status": {
             0: "Listed, also when nothing matched (the list is then empty).",
             2: "A bad name, reference, `--kind`, `--sort` field or `--where` filter.",
+            1: "The collection or version that NAME or REF names cannot be read or fails its checks.",
             3: "Not found: no registry, or no such project, collection or version, or a dangling link.",
         },
         "see_also": ["history", "pull", "show"],
@@ -620,6 +627,8 @@ PROSE: dict[str, dict] = {
               version does not have are left alone.
             - A file is never written outside DIR, whatever a manifest says, nor
               through a symbolic link to a directory outside DIR.
+            - Before anything is written, the manifest's file list must hash to the
+              version's digest; a manifest changed after it was logged is refused.
             - Files are written as `.modelreg-tmp-*` beside their final names and
               renamed into place. Ctrl-C or SIGTERM removes them; after a SIGKILL, the
               next `pull` into DIR does.
@@ -635,7 +644,8 @@ PROSE: dict[str, dict] = {
         "exit_status": {
             0: "DIR holds the files, written now or already there.",
             1: """Failed: the filesystem cannot clone (`reflink`), DIR is on another
-                filesystem (`hardlink`), content did not verify, or an I/O error.""",
+                filesystem (`hardlink`), content did not verify, the stored manifest is
+                unreadable or fails its checks, or an I/O error.""",
             2: "A bad reference or mode, or a path that would leave DIR.",
             3: "Not found: no registry, or no such version, a dangling link, or a `--file` pattern that matches nothing.",
             4: "A file in DIR differs from the version's (use `--force`); nothing was written.",
@@ -780,6 +790,11 @@ PROSE: dict[str, dict] = {
             waits until no writer is registered in `locks/writers/`; a writer that finds
             `gc.lock` waits for `gc` to finish. So even `--grace 0` never removes a blob
             that a running `log` is about to reference.
+
+            While a version record cannot be read at all (not a regular file, an I/O
+            error), `gc` cannot tell which blobs it names: it removes no blob, says so
+            on stderr, and does the rest. A record that reads but does not parse keeps
+            every digest it mentions.
         """,
         "output": """
             Nothing with `-q`. `blobs` and `bytes` count what was removed (or, with
