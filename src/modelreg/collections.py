@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import manifest as mf
-from .errors import Conflict, IntegrityError, LockTimeout, NotFound
+from .errors import Conflict, Error, IntegrityError, LockTimeout, NotFound
 from .locks import FileLock, _break_stale, holder_is_dead, holder_record, lock_wait_seconds, read_record
 from .refs import ALIAS_RE, CollectionId
-from .util import create_file, fsync_dir, now, replace_file, rfc3339, write_all
+from .util import NotRegularFile, create_file, fsync_dir, now, read_regular, replace_file, rfc3339, write_all
 
 VERSION_FILE = re.compile(r"v([0-9]+)\.json")
 ALIAS_LINE = re.compile(r"v([0-9]+)\n?")
@@ -68,6 +68,10 @@ class Collection:
         self.history_path = self.dir / "history.jsonl"
         self.index_path = self.dir / "index.json"
         self._info: dict | None = None
+        # Readers that can do without a bad record set `tolerant`: summaries() then leaves
+        # out each record it cannot read and keeps its error here, by number.
+        self.tolerant = False
+        self.broken: dict[int, Error] = {}
 
     # -- the collection itself -------------------------------------------------------
 
@@ -76,18 +80,23 @@ class Collection:
         if self._info is None:
             path = self.dir / "collection.json"
             try:
-                data = json.loads(path.read_bytes())
+                data = json.loads(read_regular(path))
             except FileNotFoundError:
                 raise NotFound(f"no collection named {self.id.full!r}") from None
-            except ValueError:
-                raise IntegrityError(f"{path}: not valid JSON") from None
+            except NotRegularFile as exc:
+                raise IntegrityError(f"{path}: {exc.strerror}", hint=mf.FSCK_HINT) from None
+            except OSError as exc:
+                raise Error(f"{path}: cannot be read: {exc.strerror or exc}", hint=mf.FSCK_HINT) from None
+            except (ValueError, RecursionError):
+                raise IntegrityError(f"{path}: not valid JSON", hint=mf.FSCK_HINT) from None
             if not isinstance(data, dict) or data.get("kind") not in KINDS:
-                raise IntegrityError(f"{path}: unknown collection kind")
+                raise IntegrityError(f"{path}: unknown collection kind", hint=mf.FSCK_HINT)
             self._info = data
         return self._info
 
     def exists(self) -> bool:
-        return (self.dir / "collection.json").is_file()
+        # lexists: a collection.json that cannot be read is a broken collection, not a missing one.
+        return os.path.lexists(self.dir / "collection.json")
 
     @property
     def kind(self) -> str:
@@ -173,13 +182,14 @@ class Collection:
         except FileNotFoundError:
             raise NotFound(f"{self.id.name}:v{number} does not exist") from None
         if isinstance(record, mf.LinkRecord) != (self.kind == "registered") and not isinstance(record, mf.Tombstone):
-            raise IntegrityError(f"{path}: record does not match the collection's kind")
+            raise IntegrityError(f"{path}: record does not match the collection's kind", hint=mf.FSCK_HINT)
         if isinstance(record, mf.VersionManifest) and record.artifact != self.id:
-            raise IntegrityError(f"{path}: belongs to {record.artifact.full}")
+            raise IntegrityError(f"{path}: belongs to {record.artifact.full}", hint=mf.FSCK_HINT)
         return record
 
     def summaries(self) -> list[Summary]:
         """Every version's summary, tombstones included, from the index when it is fresh."""
+        self.broken = {}
         try:
             stamp = os.stat(self.versions_dir).st_mtime_ns
         except FileNotFoundError:
@@ -187,19 +197,31 @@ class Collection:
         cached = self._read_index(stamp)
         if cached is not None:
             return cached
-        result = [Summary.of(self.read(n)) for n in self.numbers()]
-        if time.time_ns() - stamp > RACY_NS:
+        result = []
+        for number in self.numbers():
+            try:
+                result.append(Summary.of(self.read(number)))
+            except Error as exc:
+                if not self.tolerant:
+                    raise
+                self.broken[number] = exc
+        # An index without the broken records would hide them from the next reader.
+        if time.time_ns() - stamp > RACY_NS and not self.broken:
             self._write_index(stamp, result)
         return result
 
     def _read_index(self, stamp: int) -> list[Summary] | None:
+        """The cached summaries when the index is fresh and well-formed, else None (rebuild)."""
         try:
-            data = json.loads(self.index_path.read_bytes())
+            data = json.loads(read_regular(self.index_path))
             if data.get("format") != INDEX_FORMAT or data.get("stamp") != stamp:
                 return None
-            return [Summary(**item) for item in data["versions"]]
-        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            summaries = [Summary(**item) for item in data["versions"]]
+        except (OSError, ValueError, RecursionError, TypeError, KeyError, AttributeError):
             return None
+        numbers = [s.version for s in summaries if _well_formed(s)]
+        # Readers take the last entry as the newest: the order must hold too.
+        return summaries if len(numbers) == len(summaries) and numbers == sorted(set(numbers)) else None
 
     def _write_index(self, stamp: int, summaries: list[Summary]) -> None:
         data = {"format": INDEX_FORMAT, "stamp": stamp, "versions": [s.to_json() for s in summaries]}
@@ -245,7 +267,7 @@ class Collection:
             if not ALIAS_RE.fullmatch(name):
                 continue
             try:
-                match = ALIAS_LINE.fullmatch((self.aliases_dir / name).read_text())
+                match = ALIAS_LINE.fullmatch(read_regular(self.aliases_dir / name).decode())
             except (OSError, UnicodeDecodeError):
                 continue
             if match:
@@ -305,15 +327,19 @@ class Collection:
 
     def history(self) -> list[dict]:
         try:
-            lines = self.history_path.read_bytes().splitlines()
+            lines = read_regular(self.history_path).splitlines()
         except FileNotFoundError:
             return []
+        except NotRegularFile as exc:
+            raise IntegrityError(f"{self.history_path}: {exc.strerror}", hint=mf.FSCK_HINT) from None
+        except OSError as exc:
+            raise Error(f"{self.history_path}: cannot be read: {exc.strerror or exc}", hint=mf.FSCK_HINT) from None
         events = []
         for line in lines:
             try:
                 event = json.loads(line)
-            except ValueError:
-                continue  # a torn last line after a crash; fsck reports it
+            except (ValueError, RecursionError):
+                continue  # a torn last line after a crash, or a damaged one; fsck reports it
             if isinstance(event, dict):
                 events.append(event)
         return events
@@ -333,6 +359,8 @@ def torn_tail(raw: bytes) -> int | None:
             return None
     except ValueError:
         pass
+    except RecursionError:
+        return None  # no append leaves this: a damaged line fsck reports, not one to drop
     return start
 
 
@@ -355,6 +383,21 @@ def _drop_torn_tail(fd: int) -> int:
     return end
 
 
+_SUMMARY_TYPES = {"version": int, "deleted": bool, "digest": str, "size": int, "files": int, "created": str,
+                  "metadata": (dict, type(None)), "source": (dict, type(None))}
+
+
+def _well_formed(summary: Summary) -> bool:
+    """Whether a cached summary has the types readers rely on (a damaged index is rebuilt)."""
+    for key, kind in _SUMMARY_TYPES.items():
+        value = getattr(summary, key)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            return False
+    source = summary.source
+    return source is None or (all(isinstance(source.get(k), str) for k in ("entity", "project", "name"))
+                              and isinstance(source.get("version"), int) and not isinstance(source["version"], bool))
+
+
 def iter_collection_ids(root: Path):
     """Every collection present under `root/collections`, sorted."""
     base = root / "collections"
@@ -362,7 +405,7 @@ def iter_collection_ids(root: Path):
     for entity in _subdirs(base):
         for project in _subdirs(base / entity):
             for name in _subdirs(base / entity / project):
-                if (base / entity / project / name / "collection.json").is_file():
+                if os.path.lexists(base / entity / project / name / "collection.json"):
                     found.append(CollectionId(entity, project, name))
     return sorted(found)
 

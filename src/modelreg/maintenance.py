@@ -40,6 +40,7 @@ from .errors import Error, IntegrityError, InvalidInput, LockTimeout
 from .locks import STALE_REMOTE_SECONDS, FileLock, _break_stale, holder_is_dead, lock_wait_seconds, read_record
 from .util import host_tag, temp_owner
 from .refs import ALIAS_RE, LATEST, NAME_RE, VERSION_RE, CollectionId
+from .util import NotRegularFile, read_regular
 
 HEX2 = re.compile(r"[0-9a-f]{2}")
 HEX62 = re.compile(r"[0-9a-f]{62}")
@@ -225,6 +226,10 @@ class _Fsck:
         self.dangling: list[tuple[str, str]] = []
         # digest -> [(ref, path, size)] of every live version manifest's files
         self.users: dict[str, list[tuple[str, str, int]]] = {}
+        # What gc keeps although no readable manifest names it (see _Collector.referenced):
+        # every hex digest in a record that does not parse, and everything while one cannot be read.
+        self.mentioned: set[str] = set()
+        self.unreadable = False
         self.where: dict[str, tuple[CollectionId, int]] = {}  # ref -> (collection, number)
         # collection -> {number: record, or None when unreadable}
         self.records: dict[CollectionId, dict[int, mf.Record | None]] = {}
@@ -274,13 +279,16 @@ class _Fsck:
         coll = Collection(self.root, cid, fsync=False)
         info_path = directory / "collection.json"
         try:
-            info = json.loads(info_path.read_bytes())
+            info = json.loads(read_regular(info_path))
         except FileNotFoundError:
             if _scandir(coll.versions_dir):
                 self.problem("collection", label, "collection.json is missing")
             # else: a collection whose creation was interrupted; invisible and harmless
             return
-        except (OSError, ValueError):
+        except OSError as exc:
+            self.problem("collection", label, f"collection.json cannot be read: {exc.strerror or exc}")
+            return
+        except (ValueError, RecursionError):
             self.problem("collection", label, "collection.json is not valid JSON")
             return
         if not isinstance(info, dict) or info.get("kind") not in KINDS:
@@ -336,14 +344,17 @@ class _Fsck:
         ref = self.reg.short(cid, number)
         where = self.rel(path)
         try:
-            raw = path.read_bytes()
+            raw = read_regular(path)
         except OSError as exc:
             self.problem("manifest" if kind == "artifact" else "link", ref, f"{where}: cannot be read: {exc.strerror}")
+            self.unreadable = True
             return None
         try:
-            record = mf.parse_record(raw, where, expected_version=number)
+            # The digest is checked below, with a message that says which digest the files have.
+            record = mf.parse_record(raw, where, expected_version=number, check_digest=False)
         except IntegrityError as exc:
             self.problem(_record_kind(raw, kind), ref, exc.message)
+            self.mentioned.update(m.decode() for m in HEX64_BYTES.findall(raw))
             return None
         if isinstance(record, mf.Tombstone):
             self.counts["tombstones"] += 1
@@ -394,7 +405,7 @@ class _Fsck:
                 self.problem("alias", obj, f"aliases/{name} is not a regular file")
                 continue
             try:
-                text = Path(entry.path).read_bytes().decode()
+                text = read_regular(entry.path).decode()
             except (OSError, UnicodeDecodeError):
                 self.problem("alias", obj, f"aliases/{name} cannot be read as text")
                 continue
@@ -411,7 +422,7 @@ class _Fsck:
     def check_history(self, cid: CollectionId, coll: Collection) -> None:
         label = self.reg.short(cid)
         try:
-            raw = coll.history_path.read_bytes()
+            raw = read_regular(coll.history_path)
         except FileNotFoundError:
             return
         except OSError as exc:
@@ -427,7 +438,7 @@ class _Fsck:
         for number, line in enumerate(raw.splitlines(), 1):
             try:
                 event = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 event = None
             if not (isinstance(event, dict) and isinstance(event.get("event"), str)
                     and isinstance(event.get("time"), str)):
@@ -438,9 +449,12 @@ class _Fsck:
 
     def check_index(self, cid: CollectionId, coll: Collection, records: dict) -> None:
         try:
-            data = json.loads(coll.index_path.read_bytes())
+            data = json.loads(read_regular(coll.index_path))
             stamp = os.stat(coll.versions_dir).st_mtime_ns
-        except (OSError, ValueError):
+        except NotRegularFile as exc:
+            self.problem("index", self.reg.short(cid), f"{self.rel(coll.index_path)} {exc.strerror}; remove it")
+            return
+        except (OSError, ValueError, RecursionError):
             return  # no index, or one readers ignore and rebuild
         if not isinstance(data, dict) or data.get("format") != INDEX_FORMAT or data.get("stamp") != stamp:
             return  # stale: readers fall back to the manifests and rewrite it
@@ -544,7 +558,7 @@ class _Fsck:
             for ref, rel, recorded in wrong:
                 self.problem("manifest", ref, f"records size {recorded} for {rel}, but its blob {digest[:12]} "
                              f"holds {size} bytes")
-        if not users:
+        if not users and not self.unreadable and digest not in self.mentioned:
             self.leftover("blob", path, "unreferenced blob (no live version uses it)", st.st_size)
 
     # -- leftovers -------------------------------------------------------------------
@@ -578,7 +592,7 @@ def _record_kind(raw: bytes, collection_kind: str) -> str:
         data = json.loads(raw)
         if isinstance(data, dict) and "deleted" in data:
             return "tombstone"
-    except ValueError:
+    except (ValueError, RecursionError):
         pass
     return "manifest" if collection_kind == "artifact" else "link"
 
@@ -681,20 +695,25 @@ class _Collector:
         """Every blob digest a live version manifest names.
 
         A record that does not parse protects every 64-hex string it contains: gc must
-        never be the one to lose data that a repaired manifest would have needed.
+        never be the one to lose data that a repaired manifest would have needed. A
+        version record that cannot be read at all (not a regular file, an I/O error)
+        could name any blob: it is listed in `self.unreadable`, and then no blob is
+        removed in this run.
         """
         refs: set[str] = set()
+        self.unreadable: list[str] = []
         for _, directory in _collection_dirs(self.root):
             for entry in _scandir(directory / "versions"):
                 try:
-                    raw = Path(entry.path).read_bytes()
+                    raw = read_regular(entry.path)
                 except FileNotFoundError:
                     continue
                 except OSError as exc:
-                    raise Error(f"cannot read {self.rel(entry.path)}: {exc.strerror}; nothing was removed",
-                                hint="run `modelreg fsck`") from None
+                    if VERSION_FILE.fullmatch(entry.name) or not isinstance(exc, NotRegularFile):
+                        self.unreadable.append(f"{self.rel(entry.path)} ({exc.strerror or exc})")
+                    continue  # else a stray directory or FIFO, which no reader takes for a record
                 try:
-                    record = mf.parse_record(raw, entry.path)
+                    record = mf.parse_record(raw, entry.path, check_digest=False)
                 except IntegrityError:
                     refs.update(m.decode() for m in HEX64_BYTES.findall(raw))
                     continue
@@ -705,12 +724,15 @@ class _Collector:
     def run(self) -> GcResult:
         now = time.time()
         refs = self.referenced()
+        if self.unreadable:
+            shown = ", ".join(self.unreadable[:3]) + (f" and {len(self.unreadable) - 3} more" if len(self.unreadable) > 3 else "")
+            self.reg.notify(f"warning: cannot read {shown}, so no blob was removed; run `modelreg fsck`")
         for top in _scandir(self.root / "objects"):
             if not (HEX2.fullmatch(top.name) and top.is_dir(follow_symlinks=False)):
                 continue
             for entry in _scandir(Path(top.path)):
                 digest = top.name + entry.name
-                if not HEX62.fullmatch(entry.name) or digest in refs:
+                if not HEX62.fullmatch(entry.name) or digest in refs or self.unreadable:
                     continue
                 path = Path(entry.path)
                 try:
@@ -775,7 +797,7 @@ class _Collector:
                 continue
             path = directory / "history.jsonl"
             try:
-                raw = path.read_bytes()
+                raw = read_regular(path)
             except OSError:
                 continue
             start = torn_tail(raw)

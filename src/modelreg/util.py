@@ -114,3 +114,47 @@ def create_file(tmp_dir: Path, final: Path, data: bytes, fsync: bool) -> bool:
     if fsync:
         fsync_dir(final.parent)
     return True
+
+
+class NotRegularFile(OSError):
+    """A registry file that is a directory, FIFO, socket or device: never read as data."""
+
+
+def _file_type(mode: int) -> str:
+    import stat
+
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def read_regular(path: str | os.PathLike) -> bytes:
+    """The bytes of a registry file, which must be a regular file (symlinks are followed).
+
+    A FIFO would block the reader forever and a device (a symlink to /dev/zero) never
+    ends, so anything else is refused with NotRegularFile before a byte is read. The
+    stat before the open keeps a device from even being opened (opening a tape rewinds
+    it); O_NONBLOCK and the fstat after it cover a swap in between.
+    """
+    import errno
+    import stat
+
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise NotRegularFile(errno.EINVAL, f"is {_file_type(mode)}, not a regular file", str(path))
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFile(errno.EINVAL, f"is {_file_type(st.st_mode)}, not a regular file", str(path))
+        chunks = []
+        while True:
+            chunk = os.read(fd, max(st.st_size + 1, 65536))
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)

@@ -456,6 +456,12 @@ PROSE: dict[str, dict] = {
             the boolean, not 1 or `"true"`; `abc`, not being JSON, matches the string
             `abc`; lists and objects match when equal element by element, with the
             same rule.
+
+            A stored record that cannot be read or parsed fails only what needs it:
+            `ls` and `ls NAME` leave out each such collection or version with a
+            warning on stderr and list the rest (`latest` is then unknown when the
+            newest record is the bad one); `ls REF` of it fails. `modelreg fsck` names
+            every such problem. A collection that never held a version is not listed.
         """,
         "output": """
             With `-q`: for collections, their names in the shortest form that resolves
@@ -488,6 +494,7 @@ PROSE: dict[str, dict] = {
         "exit_status": {
             0: "Listed, also when nothing matched (the list is then empty).",
             2: "A bad name, reference, `--kind`, `--sort` field or `--where` filter.",
+            1: "The collection or version that NAME or REF names cannot be read or fails its checks.",
             3: "Not found: no registry, or no such project, collection or version, or a dangling link.",
         },
         "see_also": ["history", "pull", "show"],
@@ -682,6 +689,8 @@ PROSE: dict[str, dict] = {
               or lies inside it (symbolic links resolved), or a file that would land
               in it (a registry inside DIR, or a symbolic link in DIR leading into
               it), is refused before anything is written.
+            - Before anything is written, the manifest's file list must hash to the
+              version's digest; a manifest changed after it was logged is refused.
             - Files are written as `.modelreg-tmp-*` beside their final names and
               renamed into place. Ctrl-C or SIGTERM removes them; after a SIGKILL, the
               next `pull` into DIR does.
@@ -702,7 +711,8 @@ PROSE: dict[str, dict] = {
         "exit_status": {
             0: "DIR holds the files, written now or already there.",
             1: """Failed: the filesystem cannot clone (`reflink`), DIR is on another
-                filesystem (`hardlink`), content did not verify, or an I/O error.""",
+                filesystem (`hardlink`), content did not verify, the stored manifest is
+                unreadable or fails its checks, or an I/O error.""",
             2: "A bad reference or mode, a path that would leave DIR, or a DIR or file inside the registry.",
             3: "Not found: no registry, or no such version, a dangling link, or a `--file` pattern that matches nothing.",
             4: "A file in DIR differs from the version's (use `--force`); nothing was written.",
@@ -881,6 +891,11 @@ PROSE: dict[str, dict] = {
             `gc` works on a full disk: it writes nothing but its lock, which is then a
             symbolic link that needs no space, so it can free the space that a failed
             write's hint sends you to free.
+
+            While a version record cannot be read at all (not a regular file, an I/O
+            error), `gc` cannot tell which blobs it names: it removes no blob, says so
+            on stderr, and does the rest. A record that reads but does not parse keeps
+            every digest it mentions.
         """,
         "output": """
             Nothing with `-q`. `blobs` and `bytes` count what was removed (or, with
