@@ -268,10 +268,13 @@ class _Fsck:
                 self.problem("collection", self.rel(directory), "directory name is not a valid entity, project or name")
                 continue
             key = (cid.entity, cid.project, cid.name.casefold())
-            if key in seen:
+            # A directory without collection.json is a creation that lost its name claim
+            # (or was cut short): invisible, and no clash.
+            if key in seen and os.path.lexists(directory / "collection.json"):
                 self.problem("collection", self.reg.short(cid),
                              f"name differs from {self.reg.short(seen[key])!r} only by case")
-            seen[key] = cid
+            if os.path.lexists(directory / "collection.json"):
+                seen[key] = cid
             self.check_collection(cid, directory)
 
     def check_collection(self, cid: CollectionId, directory: Path) -> None:
