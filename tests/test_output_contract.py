@@ -1,0 +1,139 @@
+"""One output contract: every command's output in every mode, pinned; records declare
+their JSON keys and --plain columns once; the man pages list them from that declaration;
+no import cycle among modelreg's modules; Typer's private API in one module."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import make_tree
+
+SRC = Path(__file__).resolve().parent.parent / "src" / "modelreg"
+GOLDEN = Path(__file__).resolve().parent / "golden" / "output_contract.txt"
+UPDATE = os.environ.get("MODELREG_UPDATE_GOLDEN") == "1"
+
+MODES = ((), ("--json",), ("--plain",), ("-q",))
+
+# Every command and form that reports something, on the registry `_story` builds.
+FORMS = [
+    ("init",),
+    ("ls",),
+    ("ls", "vision/"),
+    ("ls", "--kind", "registered"),
+    ("ls", "ckpt"),
+    ("ls", "ckpt", "--sort", "-metadata.epoch"),
+    ("ls", "classifier"),
+    ("ls", "ckpt:v1"),
+    ("ls", "empty-project/"),
+    ("show", "ckpt:best"),
+    ("show", "classifier:v0"),
+    ("show", "classifier:v1"),
+    ("diff", "ckpt:v0", "ckpt:v2"),
+    ("diff", "ckpt:v1", "ckpt:v1"),
+    ("history", "ckpt"),
+    ("history", "gone"),
+    ("history", "classifier:production"),
+    ("config", "get", "aliases.protected"),
+    ("config", "get", "pull.mode"),
+    ("config", "list"),
+    ("fsck",),
+    ("gc", "--dry-run", "--grace", "0"),
+]
+# Forms that change the registry: each runs once per mode on a fresh copy of the story.
+WRITES = [
+    ("log", "ckpt2", "-n", "ckpt", "-a", "best"),
+    ("log", "ckpt2", "-n", "fresh", "-m", "k=1"),
+    ("link", "ckpt:v2", "classifier", "-a", "staging"),
+    ("link", "ckpt:v1", "classifier"),
+    ("alias", "ckpt:v1", "candidate", "best"),
+    ("alias", "--delete", "classifier", "staging"),
+    ("pull", "ckpt:v1", "-o", "out"),
+    ("rm", "vision/resnet", "--all"),
+    ("rm", "ckpt:v1", "--force", "--reason", "superseded"),
+    ("gc", "--grace", "0"),
+]
+
+
+def _story(mr, base: Path) -> None:
+    make_tree(base / "ckpt", {"model.bin": b"\x00weights" * 50, "config.json": '{"layers": 3}\n',
+                              "sub/notes.txt": "tab\there\n", "bin/run.sh": "#!/bin/sh\n"},
+              executable=("bin/run.sh",))
+    make_tree(base / "ckpt2", {"model.bin": b"other weights"})
+    steps = [
+        ("init",),
+        ("log", "ckpt", "-m", "epoch=1", "-d", "first run"),
+        ("log", "ckpt", "-a", "dup"),  # unchanged content: no new version
+    ]
+    for step in steps:
+        assert mr(*step).returncode == 0, step
+    (base / "ckpt" / "model.bin").write_bytes(b"better")
+    (base / "ckpt" / "extra.txt").write_text("x")
+    for step in [
+        ("log", "ckpt", "-a", "best", "-m", "epoch=2", "-m", 'tags=["a","b"]', "--input", "ckpt:v0",
+         "--run", "run-7"),
+        ("log", "ckpt2", "-n", "vision/resnet"),
+        ("log", "ckpt2", "-n", "ckpt", "-m", "epoch=3", "-m", "lr=0.1"),
+        ("log", "ckpt2", "-n", "gone"),
+        ("link", "ckpt:best", "classifier", "-a", "staging", "-d", "the candidate"),
+        ("link", "gone:v0", "classifier"),
+        ("alias", "classifier:v0", "production", "--reason", "beats baseline"),
+        ("rm", "gone", "--all", "--force"),  # classifier:v1 dangles
+    ]:
+        assert mr(*step).returncode == 0, step
+
+
+def _normalize(text: str, base: Path) -> str:
+    text = text.replace(str(base), "<BASE>")
+    text = re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)", "<TIME>", text)
+    text = re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", "<TIME-HUMAN>", text)
+    return text
+
+
+def _record(mr, base: Path, args) -> str:
+    result = mr(*args)
+    parts = [f"$ modelreg {' '.join(args)}", f"[exit {result.returncode}]"]
+    if result.stdout:
+        parts += ["[stdout]", result.stdout.rstrip("\n")]
+    if result.stderr:
+        parts += ["[stderr]", result.stderr.rstrip("\n")]
+    return _normalize("\n".join(parts), base)
+
+
+@pytest.fixture
+def story(mr, isolated_env, monkeypatch):
+    # Producer info ends up in `show`: pin what differs between machines and runs.
+    monkeypatch.setattr(socket, "gethostname", lambda: "host")
+    monkeypatch.setenv("USER", "tester")
+    monkeypatch.setenv("LOGNAME", "tester")
+    monkeypatch.setattr(sys, "argv", ["modelreg"])
+    _story(mr, isolated_env)
+    return isolated_env
+
+
+def test_every_form_in_every_mode_is_unchanged(mr, story, monkeypatch):
+    import shutil
+
+    records = []
+    for form in FORMS:
+        for mode in MODES:
+            records.append(_record(mr, story, (*form, *mode)))
+    pristine = story.parent / "pristine"
+    shutil.copytree(story, pristine, symlinks=True)
+    for form in WRITES:
+        for mode in MODES:
+            shutil.rmtree(story)
+            shutil.copytree(pristine, story, symlinks=True)
+            records.append(_record(mr, story, (*form, *mode)))
+    text = "\n\n".join(records) + "\n"
+    if UPDATE:
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(text)
+    assert text == GOLDEN.read_text(), "output changed; MODELREG_UPDATE_GOLDEN=1 rewrites tests/golden/"
