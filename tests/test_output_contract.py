@@ -137,3 +137,83 @@ def test_every_form_in_every_mode_is_unchanged(mr, story, monkeypatch):
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_text(text)
     assert text == GOLDEN.read_text(), "output changed; MODELREG_UPDATE_GOLDEN=1 rewrites tests/golden/"
+
+
+# -- imports: no cycle among modelreg's modules; Typer's private API in one module ---------
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(SRC.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """modelreg module -> the modelreg modules it imports, at any level (functions and
+    `if __name__ == "__main__"` blocks included)."""
+    files = {_module_name(p): p for p in SRC.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(anchor + ([node.module] if node.module else []))
+                # `from . import x` imports the module x when there is one, else a name of `.`
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in files else base for a in node.names]
+            else:
+                continue
+            edges |= {t for t in targets if t in files and t != name}
+        graph[name] = edges
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}  # 1: on the path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_import_cycle_among_modelreg_modules():
+    graph = _import_graph()
+    assert "modelreg.cli.completers" in graph["modelreg.cli.complete"]  # function-level imports count
+    cycle = _cycle(graph)
+    assert cycle is None, "import cycle: " + " → ".join(cycle)
+
+
+PRIVATE_MODULE = SRC / "cli" / "_typer_private.py"
+PRIVATE_API = re.compile(r"typer\._|\b_click\b|_custom_shell_complete|_completion_classes|rich_utils"
+                         r"|PacifyFlushWrapper|type_descriptor")
+
+
+def test_typer_private_api_is_used_in_one_module_only():
+    offenders = [f"{p.relative_to(SRC.parent)}:{n}: {line.strip()}"
+                 for p in sorted(SRC.rglob("*.py")) if p != PRIVATE_MODULE
+                 for n, line in enumerate(p.read_text().splitlines(), 1) if PRIVATE_API.search(line)]
+    assert not offenders, "Typer's private API outside cli/_typer_private.py:\n" + "\n".join(offenders)
+    assert PRIVATE_API.search(PRIVATE_MODULE.read_text())

@@ -16,7 +16,7 @@ import typer
 from .. import __version__
 from ..errors import InvalidInput, NotFound
 from ..registry import Registry, check_log_options, load_meta_file, parse_metadata_items, prepare_log
-from . import completers
+from . import callbacks
 from .output import Output, human_size, human_time, term_safe
 
 app = typer.Typer(
@@ -130,13 +130,13 @@ def init(
 def log(
     ctx: typer.Context,
     paths: Annotated[list[Path], typer.Argument(metavar="PATH", help="A directory (its contents become the version's root), or files.")],
-    name: Annotated[Optional[str], typer.Option("-n", "--name", metavar="NAME", autocompletion=completers.collection, help="Artifact name, optionally entity/project/name [default: the basename of the single PATH].")] = None,
+    name: Annotated[Optional[str], typer.Option("-n", "--name", metavar="NAME", autocompletion=callbacks.collection, help="Artifact name, optionally entity/project/name [default: the basename of the single PATH].")] = None,
     alias: AliasOpt = None,
     meta: Annotated[Optional[list[str]], typer.Option("-m", "--meta", metavar="KEY=VALUE", help="Metadata; VALUE is parsed as JSON when it parses, else kept as a string (repeatable).")] = None,
     meta_file: Annotated[Optional[Path], typer.Option("--meta-file", metavar="FILE", help="A JSON object of metadata, merged before -m.")] = None,
     description: Annotated[str, typer.Option("-d", "--description", metavar="TEXT", help="A description of this version.")] = "",
     run: Annotated[Optional[str], typer.Option("--run", metavar="ID", help="The training run that produced it, recorded with the producer.")] = None,
-    input_: Annotated[Optional[list[str]], typer.Option("--input", metavar="REF", autocompletion=completers.ref, help="A version this one was made from (repeatable).")] = None,
+    input_: Annotated[Optional[list[str]], typer.Option("--input", metavar="REF", autocompletion=callbacks.ref, help="A version this one was made from (repeatable).")] = None,
     exclude: Annotated[Optional[list[str]], typer.Option("--exclude", metavar="PATTERN", help="Skip paths matching this shell pattern, e.g. '*.tmp' (repeatable).")] = None,
     force: ForceOpt = False, reason: ReasonOpt = None,
     json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False,
@@ -203,8 +203,8 @@ def _print_logged(out: Output, result) -> None:
 @app.command()
 def link(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(metavar="REF", autocompletion=completers.ref, help="The version to link (a link's ref links its source).")],
-    registered: Annotated[str, typer.Argument(metavar="REGISTERED", autocompletion=completers.registered, help="The registered model, created on first use; [[entity/]project/]name.")],
+    ref: Annotated[str, typer.Argument(metavar="REF", autocompletion=callbacks.ref, help="The version to link (a link's ref links its source).")],
+    registered: Annotated[str, typer.Argument(metavar="REGISTERED", autocompletion=callbacks.registered, help="The registered model, created on first use; [[entity/]project/]name.")],
     alias: AliasOpt = None,
     description: Annotated[str, typer.Option("-d", "--description", metavar="TEXT", help="A description of this link.")] = "",
     force: ForceOpt = False, reason: ReasonOpt = None,
@@ -235,8 +235,8 @@ def link(
 @app.command()
 def alias(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(metavar="REF", autocompletion=completers.ref, help="The version (or, with --delete and no selector, the collection).")],
-    aliases: Annotated[list[str], typer.Argument(metavar="ALIAS", autocompletion=completers.alias, help="Aliases to set, move or (with --delete) remove.")],
+    ref: Annotated[str, typer.Argument(metavar="REF", autocompletion=callbacks.ref, help="The version (or, with --delete and no selector, the collection).")],
+    aliases: Annotated[list[str], typer.Argument(metavar="ALIAS", autocompletion=callbacks.alias, help="Aliases to set, move or (with --delete) remove.")],
     delete: Annotated[bool, typer.Option("--delete", help="Remove the aliases instead of setting them.")] = False,
     expect: Annotated[Optional[str], typer.Option("--expect", metavar="SELECTOR", help="Change nothing unless every alias now points at SELECTOR (v<N>, an alias, or 'none' for unset).")] = None,
     force: ForceOpt = False, reason: ReasonOpt = None,
@@ -280,7 +280,7 @@ def alias(
 @app.command()
 def ls(
     ctx: typer.Context,
-    target: Annotated[Optional[str], typer.Argument(metavar="NAME|REF|PROJECT/", autocompletion=completers.ref, help="Nothing: every collection; PROJECT/: one project's; NAME: its versions; REF: that version's files.")] = None,
+    target: Annotated[Optional[str], typer.Argument(metavar="NAME|REF|PROJECT/", autocompletion=callbacks.ref, help="Nothing: every collection; PROJECT/: one project's; NAME: its versions; REF: that version's files.")] = None,
     kind: Annotated[Optional[Literal["artifact", "registered"]], typer.Option("--kind", metavar="KIND", help="Only artifacts or only registered models (artifact|registered).")] = None,
     sort: Annotated[Optional[str], typer.Option("--sort", metavar="FIELD", help="Sort versions by version, created, size or metadata.KEY; prefix - for descending.")] = None,
     where: Annotated[Optional[list[str]], typer.Option("--where", metavar="metadata.KEY=VALUE", help="Keep versions whose metadata KEY equals VALUE (JSON when it parses; repeatable).")] = None,
@@ -363,7 +363,7 @@ def _ls_files(out: Output, files) -> None:
 @app.command()
 def show(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(metavar="REF", autocompletion=completers.ref, help="The version or link to show.")],
+    ref: Annotated[str, typer.Argument(metavar="REF", autocompletion=callbacks.ref, help="The version or link to show.")],
     json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Show one version in full: digest, size, metadata, inputs, producer, aliases, files, links.
@@ -449,10 +449,10 @@ Mode = Annotated[Optional[Literal["auto", "reflink", "copy", "hardlink", "symlin
 @app.command()
 def pull(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(metavar="REF", autocompletion=completers.ref, help="The version or link to put on disk.")],
+    ref: Annotated[str, typer.Argument(metavar="REF", autocompletion=callbacks.ref, help="The version or link to put on disk.")],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", metavar="DIR", help="Target directory [default: ./<name>-v<N>].")] = None,
     mode: Mode = None,
-    file: Annotated[Optional[list[str]], typer.Option("--file", metavar="PATTERN", autocompletion=completers.version_file, help="Only paths matching this shell pattern (repeatable).")] = None,
+    file: Annotated[Optional[list[str]], typer.Option("--file", metavar="PATTERN", autocompletion=callbacks.version_file, help="Only paths matching this shell pattern (repeatable).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite files in DIR whose content differs.")] = False,
     verify: Annotated[Optional[bool], typer.Option("--verify/--no-verify", help="Hash content while copying (default for copies); --verify also re-hashes linked blobs.")] = None,
     json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False,
@@ -494,8 +494,8 @@ def _selected_bytes(reg: Registry, ref: str, patterns: list[str]) -> int:
 @app.command()
 def diff(
     ctx: typer.Context,
-    left: Annotated[str, typer.Argument(metavar="REF", autocompletion=completers.ref, help="The old version.")],
-    right: Annotated[str, typer.Argument(metavar="REF", autocompletion=completers.ref, help="The new version.")],
+    left: Annotated[str, typer.Argument(metavar="REF", autocompletion=callbacks.ref, help="The old version.")],
+    right: Annotated[str, typer.Argument(metavar="REF", autocompletion=callbacks.ref, help="The new version.")],
     json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Compare two versions: files added, removed and changed, and metadata differences.
@@ -546,7 +546,7 @@ HISTORY_KEYS = ["time", "event", "user", "version", "alias", "from", "to", "sour
 @app.command()
 def history(
     ctx: typer.Context,
-    target: Annotated[str, typer.Argument(metavar="NAME[:SELECTOR]", autocompletion=completers.ref, help="A collection, or one version (vN, latest, digest prefix) or alias of it.")],
+    target: Annotated[str, typer.Argument(metavar="NAME[:SELECTOR]", autocompletion=callbacks.ref, help="A collection, or one version (vN, latest, digest prefix) or alias of it.")],
     json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Show the events of a collection, oldest first: logs, links, alias moves, deletions.
@@ -579,7 +579,7 @@ def history(
 @app.command()
 def rm(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(metavar="REF", autocompletion=completers.ref, help="The version to delete, or with --all the collection.")],
+    ref: Annotated[str, typer.Argument(metavar="REF", autocompletion=callbacks.ref, help="The version to delete, or with --all the collection.")],
     all_: Annotated[bool, typer.Option("--all", help="Delete every version of the collection NAME.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Delete even a version that holds an alias or is linked; its aliases are removed and recorded.")] = False,
     reason: ReasonOpt = None,
@@ -701,7 +701,7 @@ def fsck(
 
 # -- config ----------------------------------------------------------------------------
 
-KeyArg = Annotated[str, typer.Argument(metavar="KEY", autocompletion=completers.config_key, help="A config key, e.g. pull.mode.")]
+KeyArg = Annotated[str, typer.Argument(metavar="KEY", autocompletion=callbacks.config_key, help="A config key, e.g. pull.mode.")]
 
 
 @config_app.command("get")

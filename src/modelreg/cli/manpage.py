@@ -110,15 +110,9 @@ def _is_variadic(param: Any) -> bool:
 
 
 def _choices(param: Any) -> list[str] | None:
-    # Typer 0.29 parameters describe their type with `type_descriptor`; plain Click
-    # parameters carry a `type` such as Choice.
-    descriptor = getattr(param, "type_descriptor", None)
-    found = descriptor.choices if descriptor is not None else None
-    if found is None:
-        found = getattr(getattr(param, "type", None), "choices", None)
-    if not found:
-        return None
-    return [str(c.value) if isinstance(c, enum.Enum) else str(c) for c in found]
+    from ._typer_private import param_choices
+
+    return param_choices(param)
 
 
 def _metavar(param: Any) -> str:
