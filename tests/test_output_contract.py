@@ -217,3 +217,117 @@ def test_typer_private_api_is_used_in_one_module_only():
                  for n, line in enumerate(p.read_text().splitlines(), 1) if PRIVATE_API.search(line)]
     assert not offenders, "Typer's private API outside cli/_typer_private.py:\n" + "\n".join(offenders)
     assert PRIVATE_API.search(PRIVATE_MODULE.read_text())
+
+
+# -- each output form is declared once, and everything agrees with the declaration ---------
+
+
+def _declared(form, record) -> list[str]:
+    return [f.name for f in form.key_fields() if f.when is None or f.when(record)]
+
+
+@pytest.fixture
+def library_story(mr, story):
+    import modelreg
+
+    return modelreg.Registry.open(story)
+
+
+def test_every_records_to_json_has_exactly_the_declared_keys(library_story, story):
+    from modelreg import records as forms
+
+    reg = library_story
+    logged = reg.log(str(make_tree(story / "fresh", {"only.bin": "only here"})), metadata={"k": 1})
+    linked = reg.link("ckpt:v0", "classifier")
+    checks = [(forms.LOG, logged), (forms.LINK, linked), (forms.ALIAS, reg.alias("ckpt:v0", ["candidate"])),
+              (forms.PULL, reg.pull("ckpt:v1", str(story / "out"))), (forms.DIFF, reg.diff("ckpt:v0", "ckpt:v2"))]
+    checks += [(forms.SHOW, reg.show(ref)) for ref in ("ckpt:v1", "classifier:v0", "classifier:v1")]
+    checks += [(forms.VERSIONS, v) for name in ("ckpt", "classifier") for v in reg.versions(name)]
+    checks += [(forms.COLLECTIONS, c) for c in reg.collections()]
+    checks += [(forms.FILE, f) for f in reg.files("ckpt:v1")]  # manifest.FileEntry
+    checks += [(forms.DELETED, d) for d in reg.rm("fresh", all=True)]
+    fsck, gc = reg.fsck(), reg.gc(grace="0")
+    checks += [(forms.FSCK, fsck), (forms.GC, gc)]  # maintenance's results
+    checks += [(forms.LEFTOVER, x) for x in (*fsck.reclaimable, *gc.removed)]
+    assert gc.removed, "the story leaves something for gc, so Leftover is checked"
+    assert any(v.kind == "registered" for _, v in checks if hasattr(v, "kind"))
+    for form, record in checks:
+        document = record.summary_json() if form is forms.VERSIONS else record.to_json()
+        assert list(document) == _declared(form, record), (form.name, type(record).__name__)
+        assert form.json(record) == document, form.name
+    from modelreg.maintenance import Problem
+
+    problem = Problem("blob", "objects/ab/cd", "damaged")
+    assert list(problem.to_json()) == _declared(forms.PROBLEM, problem)
+
+
+def test_history_events_hold_only_declared_keys(library_story):
+    from modelreg import records as forms
+
+    declared = {f.name for f in forms.HISTORY.key_fields()}
+    events = [e for name in ("ckpt", "classifier", "gone") for e in library_story.history(name)]
+    assert {"logged", "linked", "alias-set", "deleted", "collection-deleted"} <= {e["event"] for e in events}
+    for event in events:
+        assert set(event) <= declared, event
+        assert set(forms.HISTORY.contract_keys()) <= set(event), event
+
+
+# (form, command line, whether the document is a list) on the story's registry
+CLI_FORMS = [
+    ("ls", ("ls",)), ("ls NAME", ("ls", "ckpt")), ("ls NAME", ("ls", "classifier")), ("ls REF", ("ls", "ckpt:v1")),
+    ("show", ("show", "ckpt:v1")), ("show", ("show", "classifier:v1")), ("diff", ("diff", "ckpt:v0", "ckpt:v2")),
+    ("history", ("history", "ckpt")), ("config get", ("config", "get", "pull.mode")),
+    ("config list", ("config", "list")), ("fsck", ("fsck",)), ("gc", ("gc", "--dry-run")), ("init", ("init",)),
+    ("log", ("log", "ckpt2", "-n", "fresh")), ("link", ("link", "ckpt:v0", "classifier")),
+    ("alias", ("alias", "ckpt:v0", "candidate")), ("alias --delete", ("alias", "--delete", "ckpt", "candidate")),
+    ("pull", ("pull", "ckpt:v1", "-o", "out")), ("rm", ("rm", "fresh", "--all")),
+]
+
+
+def test_the_command_prints_what_its_form_declares(mr, story):
+    from modelreg import records as forms
+
+    by_name = {f.name: f for f in forms.FORMS}
+    assert {name for name, _ in CLI_FORMS} == set(by_name), "every declared form is exercised"
+    for name, args in CLI_FORMS:
+        form = by_name[name]
+        doc = json.loads(mr(*args, "--json").stdout)
+        objects = doc if form.shape == "list" else [doc]
+        assert isinstance(doc, list) == (form.shape == "list"), name
+        for obj in objects:
+            keys = [f.name for f in form.key_fields()]
+            assert set(form.contract_keys()) <= set(obj) <= set(keys), (name, list(obj))
+            if not form.open:
+                assert list(obj) == [k for k in keys if k in obj], (name, "keys out of order")
+        result = mr(*args, "--plain")
+        width = len(form.columns)
+        for line in result.stdout.splitlines():
+            cells = line.split("\t")
+            if form.fields:  # show: field, then one value (several for each-fields)
+                assert cells[0] in [f.name for f in form.fields], (name, line)
+            else:
+                assert len(cells) == width, (name, line)
+
+
+def test_the_man_pages_list_the_declared_columns_and_keys():
+    from modelreg import records as forms
+    from modelreg.cli.manpage import esc
+
+    man = SRC.parent.parent / "man"
+    for form in forms.FORMS:
+        page = (man / f"modelreg-{form.name.split()[0]}.1").read_text()
+        plain, _, json_part = page.partition('.SS "\\-\\-json"')
+        columns = re.search(rf"^\\fBmodelreg {re.escape(esc(form.name))}\\fR\n(.*?)(?=\n\.|\Z)", plain, re.M | re.S)
+        keys = re.search(rf"^\\fBmodelreg {re.escape(esc(form.name))}\\fR\n(.*?)(?=\n\.|\Z)", json_part, re.M | re.S)
+        assert columns and keys, form.name
+        assert re.findall(r"\\fI([^\\]+)\\fR", columns.group(1).partition("Fields")[0]) == \
+            [c.name for c in form.columns], form.name
+        assert re.findall(r"\\fB([^\\]+)\\fR", keys.group(1)) == form.contract_keys(), form.name
+
+
+def test_every_declared_field_has_a_one_line_description():
+    from modelreg import records as forms
+
+    for form in forms.FORMS:
+        for f in (*form.key_fields(), *form.columns, *form.fields):
+            assert f.doc.strip() and "\n" not in f.doc, (form.name, f.name)
