@@ -177,7 +177,6 @@ def test_pulling_next_to_the_registry_still_works(mr, registry_bait):
     assert (registry_bait / "a.txt").read_text() == "one\n"
 
 
-@pytest.mark.xfail(strict=False, reason="digest check lands with the reads branch")
 def test_a_manifest_entry_repointed_at_another_blob_of_the_same_size_writes_nothing(mr, isolated_env):
     ok(mr("log", make_tree(isolated_env / "ckpt", {"a.bin": "AAAA", "b.bin": "BBBB"}), "-n", "ckpt"))
     manifest = manifest_path(isolated_env / ".modelreg", "ckpt", 0)

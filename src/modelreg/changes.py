@@ -132,7 +132,15 @@ class Change:
 
 
 class Collection:
-    """A format-2 collection; the read methods match format 1's `collections.Collection`."""
+    """A format-2 collection; the read methods match format 1's `collections.Collection`.
+
+    Format 1 can leave out one unreadable version file (`tolerant`, `broken`); here a
+    version's summary lives in the records, so only its manifest can be bad, and that
+    fails only what reads it.
+    """
+
+    tolerant = False
+    broken: dict = {}
 
     def __init__(self, storage: Storage, cid: CollectionId) -> None:
         self.storage = storage
@@ -254,6 +262,10 @@ class Collection:
                                   s.get("created", ""), s.get("metadata") if "source" not in s else None,
                                   s.get("source")))
         return result
+
+    def numbers(self) -> list[int]:
+        """Every version number given, deleted ones included, ascending."""
+        return sorted(self.state()["versions"])
 
     def live(self) -> list[Summary]:
         return [s for s in self.summaries() if not s.deleted]

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import manifest as mf
-from .errors import Conflict, IntegrityError, NotFound
-from .locks import FileLock
+from .errors import Conflict, Error, IntegrityError, LockTimeout, NotFound
+from .locks import FileLock, _break_stale, holder_is_dead, holder_record, lock_wait_seconds, read_record
 from .refs import ALIAS_RE, CollectionId
-from .util import create_file, fsync_dir, now, replace_file, rfc3339, write_all
+from .util import NotRegularFile, create_file, fsync_dir, now, read_regular, replace_file, rfc3339, write_all
 
 VERSION_FILE = re.compile(r"v([0-9]+)\.json")
 ALIAS_LINE = re.compile(r"v([0-9]+)\n?")
@@ -68,6 +68,10 @@ class Collection:
         self.history_path = self.dir / "history.jsonl"
         self.index_path = self.dir / "index.json"
         self._info: dict | None = None
+        # Readers that can do without a bad record set `tolerant`: summaries() then leaves
+        # out each record it cannot read and keeps its error here, by number.
+        self.tolerant = False
+        self.broken: dict[int, Error] = {}
 
     # -- the collection itself -------------------------------------------------------
 
@@ -76,18 +80,23 @@ class Collection:
         if self._info is None:
             path = self.dir / "collection.json"
             try:
-                data = json.loads(path.read_bytes())
+                data = json.loads(read_regular(path))
             except FileNotFoundError:
                 raise NotFound(f"no collection named {self.id.full!r}") from None
-            except ValueError:
-                raise IntegrityError(f"{path}: not valid JSON") from None
+            except NotRegularFile as exc:
+                raise IntegrityError(f"{path}: {exc.strerror}", hint=mf.FSCK_HINT) from None
+            except OSError as exc:
+                raise Error(f"{path}: cannot be read: {exc.strerror or exc}", hint=mf.FSCK_HINT) from None
+            except (ValueError, RecursionError):
+                raise IntegrityError(f"{path}: not valid JSON", hint=mf.FSCK_HINT) from None
             if not isinstance(data, dict) or data.get("kind") not in KINDS:
-                raise IntegrityError(f"{path}: unknown collection kind")
+                raise IntegrityError(f"{path}: unknown collection kind", hint=mf.FSCK_HINT)
             self._info = data
         return self._info
 
     def exists(self) -> bool:
-        return (self.dir / "collection.json").is_file()
+        # lexists: a collection.json that cannot be read is a broken collection, not a missing one.
+        return os.path.lexists(self.dir / "collection.json")
 
     @property
     def kind(self) -> str:
@@ -96,12 +105,7 @@ class Collection:
     def ensure(self, kind: str) -> None:
         """Create the collection as `kind` unless it exists; a kind clash is a conflict."""
         if not self.exists():
-            project_dir = self.dir.parent
-            if project_dir.is_dir():
-                folded = self.id.name.casefold()
-                for other in os.listdir(project_dir):
-                    if other != self.id.name and other.casefold() == folded:
-                        raise Conflict(f"collection {other!r} already exists; names may not differ only by case")
+            self._claim_name()
             for d in (self.versions_dir, self.aliases_dir):
                 d.mkdir(parents=True, exist_ok=True)
             record = {"format": mf.FORMAT, "kind": kind, "created": now(), "description": ""}
@@ -112,8 +116,51 @@ class Collection:
             raise Conflict(f"{self.id.name!r} is already {what} in project {self.id.project!r}",
                            hint="collection names are unique within a project across both kinds")
 
+    def _claim_name(self) -> None:
+        """Claim this name's case-folded form in its project, or raise Conflict.
+
+        The claim is a create-only file `.<folded name>.name` beside the collections (a dot
+        file: no name starts with a dot, and directory walks skip files), holding the name
+        and its creator. Of two creators of `Foo` and `foo` only one can create it, so the
+        case check and the creation are one atomic step. A claim whose collection never
+        appeared and whose creator is dead (a kill between the two) is broken and retaken.
+        """
+        project_dir = self.dir.parent
+        folded = self.id.name.casefold()
+        try:
+            others = os.listdir(project_dir)
+        except FileNotFoundError:
+            others = []
+        for other in others:  # collections made before claims existed
+            if other != self.id.name and other.casefold() == folded and \
+                    (project_dir / other / "collection.json").is_file():
+                raise Conflict(f"collection {other!r} already exists; names may not differ only by case")
+        project_dir.mkdir(parents=True, exist_ok=True)
+        claim = project_dir / f".{folded}.name"
+        mine = {"name": self.id.name, **holder_record()}
+        deadline = time.monotonic() + lock_wait_seconds()
+        while True:
+            if create_file(self.tmp, claim, json.dumps(mine).encode() + b"\n", self.fsync):
+                return
+            record = read_record(claim)
+            if record is None:
+                continue
+            holder = record.get("name")
+            if holder == self.id.name:
+                return  # ours: an earlier attempt, or a parallel creator of this very name
+            if isinstance(holder, str) and (project_dir / holder / "collection.json").is_file():
+                raise Conflict(f"collection {holder!r} already exists; names may not differ only by case")
+            if holder_is_dead(record):
+                _break_stale(claim, record, self.tmp)
+                continue
+            if time.monotonic() >= deadline:
+                raise LockTimeout(f"collection {holder!r} is being created by pid {record.get('pid', '?')} "
+                                  f"on {record.get('host', '?')}; names may not differ only by case")
+            time.sleep(0.02)
+
     def lock(self, on_break=None) -> FileLock:
-        return FileLock(self.dir / "collection.lock", f"collection {self.id.full}", on_break=on_break)
+        return FileLock(self.dir / "collection.lock", f"collection {self.id.full}", on_break=on_break,
+                        tmp_dir=self.tmp)
 
     # -- versions --------------------------------------------------------------------
 
@@ -135,13 +182,14 @@ class Collection:
         except FileNotFoundError:
             raise NotFound(f"{self.id.name}:v{number} does not exist") from None
         if isinstance(record, mf.LinkRecord) != (self.kind == "registered") and not isinstance(record, mf.Tombstone):
-            raise IntegrityError(f"{path}: record does not match the collection's kind")
+            raise IntegrityError(f"{path}: record does not match the collection's kind", hint=mf.FSCK_HINT)
         if isinstance(record, mf.VersionManifest) and record.artifact != self.id:
-            raise IntegrityError(f"{path}: belongs to {record.artifact.full}")
+            raise IntegrityError(f"{path}: belongs to {record.artifact.full}", hint=mf.FSCK_HINT)
         return record
 
     def summaries(self) -> list[Summary]:
         """Every version's summary, tombstones included, from the index when it is fresh."""
+        self.broken = {}
         try:
             stamp = os.stat(self.versions_dir).st_mtime_ns
         except FileNotFoundError:
@@ -149,19 +197,31 @@ class Collection:
         cached = self._read_index(stamp)
         if cached is not None:
             return cached
-        result = [Summary.of(self.read(n)) for n in self.numbers()]
-        if time.time_ns() - stamp > RACY_NS:
+        result = []
+        for number in self.numbers():
+            try:
+                result.append(Summary.of(self.read(number)))
+            except Error as exc:
+                if not self.tolerant:
+                    raise
+                self.broken[number] = exc
+        # An index without the broken records would hide them from the next reader.
+        if time.time_ns() - stamp > RACY_NS and not self.broken:
             self._write_index(stamp, result)
         return result
 
     def _read_index(self, stamp: int) -> list[Summary] | None:
+        """The cached summaries when the index is fresh and well-formed, else None (rebuild)."""
         try:
-            data = json.loads(self.index_path.read_bytes())
+            data = json.loads(read_regular(self.index_path))
             if data.get("format") != INDEX_FORMAT or data.get("stamp") != stamp:
                 return None
-            return [Summary(**item) for item in data["versions"]]
-        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            summaries = [Summary(**item) for item in data["versions"]]
+        except (OSError, ValueError, RecursionError, TypeError, KeyError, AttributeError):
             return None
+        numbers = [s.version for s in summaries if _well_formed(s)]
+        # Readers take the last entry as the newest: the order must hold too.
+        return summaries if len(numbers) == len(summaries) and numbers == sorted(set(numbers)) else None
 
     def _write_index(self, stamp: int, summaries: list[Summary]) -> None:
         data = {"format": INDEX_FORMAT, "stamp": stamp, "versions": [s.to_json() for s in summaries]}
@@ -207,7 +267,7 @@ class Collection:
             if not ALIAS_RE.fullmatch(name):
                 continue
             try:
-                match = ALIAS_LINE.fullmatch((self.aliases_dir / name).read_text())
+                match = ALIAS_LINE.fullmatch(read_regular(self.aliases_dir / name).decode())
             except (OSError, UnicodeDecodeError):
                 continue
             if match:
@@ -267,15 +327,19 @@ class Collection:
 
     def history(self) -> list[dict]:
         try:
-            lines = self.history_path.read_bytes().splitlines()
+            lines = read_regular(self.history_path).splitlines()
         except FileNotFoundError:
             return []
+        except NotRegularFile as exc:
+            raise IntegrityError(f"{self.history_path}: {exc.strerror}", hint=mf.FSCK_HINT) from None
+        except OSError as exc:
+            raise Error(f"{self.history_path}: cannot be read: {exc.strerror or exc}", hint=mf.FSCK_HINT) from None
         events = []
         for line in lines:
             try:
                 event = json.loads(line)
-            except ValueError:
-                continue  # a torn last line after a crash; fsck reports it
+            except (ValueError, RecursionError):
+                continue  # a torn last line after a crash, or a damaged one; fsck reports it
             if isinstance(event, dict):
                 events.append(event)
         return events
@@ -295,6 +359,8 @@ def torn_tail(raw: bytes) -> int | None:
             return None
     except ValueError:
         pass
+    except RecursionError:
+        return None  # no append leaves this: a damaged line fsck reports, not one to drop
     return start
 
 
@@ -317,6 +383,21 @@ def _drop_torn_tail(fd: int) -> int:
     return end
 
 
+_SUMMARY_TYPES = {"version": int, "deleted": bool, "digest": str, "size": int, "files": int, "created": str,
+                  "metadata": (dict, type(None)), "source": (dict, type(None))}
+
+
+def _well_formed(summary: Summary) -> bool:
+    """Whether a cached summary has the types readers rely on (a damaged index is rebuilt)."""
+    for key, kind in _SUMMARY_TYPES.items():
+        value = getattr(summary, key)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            return False
+    source = summary.source
+    return source is None or (all(isinstance(source.get(k), str) for k in ("entity", "project", "name"))
+                              and isinstance(source.get("version"), int) and not isinstance(source["version"], bool))
+
+
 def iter_collection_ids(root: Path):
     """Every collection present under `root/collections`, sorted."""
     base = root / "collections"
@@ -324,7 +405,7 @@ def iter_collection_ids(root: Path):
     for entity in _subdirs(base):
         for project in _subdirs(base / entity):
             for name in _subdirs(base / entity / project):
-                if (base / entity / project / name / "collection.json").is_file():
+                if os.path.lexists(base / entity / project / name / "collection.json"):
                     found.append(CollectionId(entity, project, name))
     return sorted(found)
 

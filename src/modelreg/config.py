@@ -8,8 +8,9 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InvalidInput, IntegrityError, NotFound
+from .errors import Error, InvalidInput, IntegrityError, NotFound
 from .refs import DEFAULT_ENTITY, DEFAULT_PROJECT, validate_alias, validate_name
+from .util import NotRegularFile, read_regular
 
 REGISTRY_DIR = ".modelreg"
 FORMAT = 2  # what this modelreg writes; format 1 (0.1.0) is read, and written only by `upgrade`
@@ -87,14 +88,24 @@ class Config:
     @classmethod
     def load(cls, path: Path) -> "Config":
         try:
-            data = tomllib.loads(path.read_text())
+            data = tomllib.loads(read_regular(path).decode())
         except FileNotFoundError:
             data = {}
+        except NotRegularFile as exc:
+            raise IntegrityError(f"{path}: {exc.strerror}") from None
+        except OSError as exc:
+            raise Error(f"{path}: cannot be read: {exc.strerror or exc}") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise IntegrityError(f"{path}: not valid TOML: {exc}") from None
+        except RecursionError:
+            raise IntegrityError(f"{path}: not valid TOML: nested too deeply") from None
         fmt = data.get("format", 1)
         if fmt not in SUPPORTED:
             raise IntegrityError(f"{path}: registry format {fmt!r} is not supported by this modelreg", hint="upgrade modelreg")
+        for key in KEYS:  # every reader of a key expects its section to be a table
+            section = key.split(".")[0]
+            if not isinstance(data.get(section, {}), dict):
+                raise IntegrityError(f"{path}: [{section}] is not a table")
         return cls(path, data)
 
     @property

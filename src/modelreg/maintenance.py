@@ -38,13 +38,13 @@ from .collections import ALIAS_LINE, INDEX_FORMAT, KINDS, VERSION_FILE, Collecti
 from .config import parse_duration
 from .errors import Error, IntegrityError, InvalidInput, LockTimeout
 from .locks import STALE_REMOTE_SECONDS, FileLock, _break_stale, holder_is_dead, lock_wait_seconds, read_record
+from .util import host_tag, temp_owner
 from .refs import ALIAS_RE, LATEST, NAME_RE, VERSION_RE, CollectionId
+from .util import NotRegularFile, read_regular
 
 HEX2 = re.compile(r"[0-9a-f]{2}")
 HEX62 = re.compile(r"[0-9a-f]{62}")
 HEX64_BYTES = re.compile(rb"[0-9a-f]{64}")
-# Temp files are named `<prefix>-<pid>-<random hex>` (store.temp_path, util.write_temp).
-TMP_OWNER = re.compile(r"[A-Za-z]+-([0-9]+)-[0-9a-f]+")
 # gc gives in-flight writers this long to finish; writers wait longer (60 s) for gc.
 GC_WRITER_WAIT = 30.0
 SHOWN_USERS = 5
@@ -164,31 +164,37 @@ def _tree_size(path: Path) -> int:
     return sum(_tree_size(Path(e.path)) for e in _scandir(path))
 
 
-def _tmp_owner_alive(name: str, age: float) -> bool:
-    """Whether a temp file may still belong to a running writer.
+def _tmp_in_flight(name: str, age: float) -> bool | None:
+    """Whether a temp file in tmp/ may belong to a running writer, judged by its name.
 
-    The pid in its name is checked on this host; a young file whose name carries no pid
-    (or whose pid is alive) is left alone. Other hosts cannot be asked: there the grace
-    period is the only guard, so `--grace 0` is meant for a registry used from one host.
+    True: its writer runs on this host. False: its writer was on this host and is gone.
+    None: nobody here can tell (made on another host, or a name that names no owner), so
+    only its age can: the grace period. A pid that is alive but older than ten minutes
+    is taken for a reused pid, as before: no writer keeps a temp file that long unchanged
+    while gc runs, since gc first waits for every registered writer.
     """
-    match = TMP_OWNER.fullmatch(name)
-    if not match:
-        return age < STALE_REMOTE_SECONDS
+    owner = temp_owner(name)
+    if owner is None or owner[0] != host_tag():
+        return None
     try:
-        os.kill(int(match.group(1)), 0)
+        os.kill(owner[1], 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OverflowError, ValueError):
-        return True
+    except (OverflowError, ValueError):
+        return False  # no process can have that pid
+    except PermissionError:
+        pass  # alive, someone else's
     return age < STALE_REMOTE_SECONDS
 
 
 def _lock_files(root: Path):
-    """(path, what) of every lock-like file: gc.lock, .break files, collection locks."""
+    """(path, what) of every lock-like file: gc.lock, config.lock, .break files, collection locks."""
     locks_dir = root / "locks"
     for entry in _scandir(locks_dir):
-        if entry.name.endswith(".lock") or entry.name.endswith(".break"):
-            yield Path(entry.path), "gc lock" if entry.name == "gc.lock" else "lock breaker file"
+        if entry.name.endswith(".break"):
+            yield Path(entry.path), "lock breaker file"
+        elif entry.name.endswith(".lock"):
+            yield Path(entry.path), {"gc.lock": "gc lock", "config.lock": "config lock"}.get(entry.name, "lock")
     for _, directory in _collection_dirs(root):
         for name, what in (("collection.lock", "collection lock"), ("collection.lock.break", "lock breaker file")):
             path = directory / name
@@ -220,6 +226,10 @@ class _Fsck:
         self.dangling: list[tuple[str, str]] = []
         # digest -> [(ref, path, size)] of every live version manifest's files
         self.users: dict[str, list[tuple[str, str, int]]] = {}
+        # What gc keeps although no readable manifest names it (see _Collector.referenced):
+        # every hex digest in a record that does not parse, and everything while one cannot be read.
+        self.mentioned: set[str] = set()
+        self.unreadable = False
         self.where: dict[str, tuple[CollectionId, int]] = {}  # ref -> (collection, number)
         # collection -> {number: record, or None when unreadable}
         self.records: dict[CollectionId, dict[int, mf.Record | None]] = {}
@@ -258,10 +268,13 @@ class _Fsck:
                 self.problem("collection", self.rel(directory), "directory name is not a valid entity, project or name")
                 continue
             key = (cid.entity, cid.project, cid.name.casefold())
-            if key in seen:
+            # A directory without collection.json is a creation that lost its name claim
+            # (or was cut short): invisible, and no clash.
+            if key in seen and os.path.lexists(directory / "collection.json"):
                 self.problem("collection", self.reg.short(cid),
                              f"name differs from {self.reg.short(seen[key])!r} only by case")
-            seen[key] = cid
+            if os.path.lexists(directory / "collection.json"):
+                seen[key] = cid
             self.check_collection(cid, directory)
 
     def check_collection(self, cid: CollectionId, directory: Path) -> None:
@@ -269,13 +282,16 @@ class _Fsck:
         coll = Collection(self.root, cid, fsync=False)
         info_path = directory / "collection.json"
         try:
-            info = json.loads(info_path.read_bytes())
+            info = json.loads(read_regular(info_path))
         except FileNotFoundError:
             if _scandir(coll.versions_dir):
                 self.problem("collection", label, "collection.json is missing")
             # else: a collection whose creation was interrupted; invisible and harmless
             return
-        except (OSError, ValueError):
+        except OSError as exc:
+            self.problem("collection", label, f"collection.json cannot be read: {exc.strerror or exc}")
+            return
+        except (ValueError, RecursionError):
             self.problem("collection", label, "collection.json is not valid JSON")
             return
         if not isinstance(info, dict) or info.get("kind") not in KINDS:
@@ -331,14 +347,17 @@ class _Fsck:
         ref = self.reg.short(cid, number)
         where = self.rel(path)
         try:
-            raw = path.read_bytes()
+            raw = read_regular(path)
         except OSError as exc:
             self.problem("manifest" if kind == "artifact" else "link", ref, f"{where}: cannot be read: {exc.strerror}")
+            self.unreadable = True
             return None
         try:
-            record = mf.parse_record(raw, where, expected_version=number)
+            # The digest is checked below, with a message that says which digest the files have.
+            record = mf.parse_record(raw, where, expected_version=number, check_digest=False)
         except IntegrityError as exc:
             self.problem(_record_kind(raw, kind), ref, exc.message)
+            self.mentioned.update(m.decode() for m in HEX64_BYTES.findall(raw))
             return None
         if isinstance(record, mf.Tombstone):
             self.counts["tombstones"] += 1
@@ -389,7 +408,7 @@ class _Fsck:
                 self.problem("alias", obj, f"aliases/{name} is not a regular file")
                 continue
             try:
-                text = Path(entry.path).read_bytes().decode()
+                text = read_regular(entry.path).decode()
             except (OSError, UnicodeDecodeError):
                 self.problem("alias", obj, f"aliases/{name} cannot be read as text")
                 continue
@@ -406,7 +425,7 @@ class _Fsck:
     def check_history(self, cid: CollectionId, coll: Collection) -> None:
         label = self.reg.short(cid)
         try:
-            raw = coll.history_path.read_bytes()
+            raw = read_regular(coll.history_path)
         except FileNotFoundError:
             return
         except OSError as exc:
@@ -422,7 +441,7 @@ class _Fsck:
         for number, line in enumerate(raw.splitlines(), 1):
             try:
                 event = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 event = None
             if not (isinstance(event, dict) and isinstance(event.get("event"), str)
                     and isinstance(event.get("time"), str)):
@@ -433,9 +452,12 @@ class _Fsck:
 
     def check_index(self, cid: CollectionId, coll: Collection, records: dict) -> None:
         try:
-            data = json.loads(coll.index_path.read_bytes())
+            data = json.loads(read_regular(coll.index_path))
             stamp = os.stat(coll.versions_dir).st_mtime_ns
-        except (OSError, ValueError):
+        except NotRegularFile as exc:
+            self.problem("index", self.reg.short(cid), f"{self.rel(coll.index_path)} {exc.strerror}; remove it")
+            return
+        except (OSError, ValueError, RecursionError):
             return  # no index, or one readers ignore and rebuild
         if not isinstance(data, dict) or data.get("format") != INDEX_FORMAT or data.get("stamp") != stamp:
             return  # stale: readers fall back to the manifests and rewrite it
@@ -539,7 +561,7 @@ class _Fsck:
             for ref, rel, recorded in wrong:
                 self.problem("manifest", ref, f"records size {recorded} for {rel}, but its blob {digest[:12]} "
                              f"holds {size} bytes")
-        if not users:
+        if not users and not self.unreadable and digest not in self.mentioned:
             self.leftover("blob", path, "unreferenced blob (no live version uses it)", st.st_size)
 
     # -- leftovers -------------------------------------------------------------------
@@ -551,8 +573,9 @@ class _Fsck:
                 age = now - os.lstat(entry.path).st_mtime
             except FileNotFoundError:
                 continue
-            if _tmp_owner_alive(entry.name, age):
-                continue  # in flight right now
+            in_flight = _tmp_in_flight(entry.name, age)
+            if in_flight or (in_flight is None and temp_owner(entry.name) and age < STALE_REMOTE_SECONDS):
+                continue  # in flight right now, here or (young, from another host) elsewhere
             self.leftover("tmp", Path(entry.path), f"temporary file of an interrupted write ({_age(age)} old)",
                           _tree_size(Path(entry.path)))
 
@@ -572,7 +595,7 @@ def _record_kind(raw: bytes, collection_kind: str) -> str:
         data = json.loads(raw)
         if isinstance(data, dict) and "deleted" in data:
             return "tombstone"
-    except ValueError:
+    except (ValueError, RecursionError):
         pass
     return "manifest" if collection_kind == "artifact" else "link"
 
@@ -675,20 +698,25 @@ class _Collector:
         """Every blob digest a live version manifest names.
 
         A record that does not parse protects every 64-hex string it contains: gc must
-        never be the one to lose data that a repaired manifest would have needed.
+        never be the one to lose data that a repaired manifest would have needed. A
+        version record that cannot be read at all (not a regular file, an I/O error)
+        could name any blob: it is listed in `self.unreadable`, and then no blob is
+        removed in this run.
         """
         refs: set[str] = set()
+        self.unreadable: list[str] = []
         for _, directory in _collection_dirs(self.root):
             for entry in _scandir(directory / "versions"):
                 try:
-                    raw = Path(entry.path).read_bytes()
+                    raw = read_regular(entry.path)
                 except FileNotFoundError:
                     continue
                 except OSError as exc:
-                    raise Error(f"cannot read {self.rel(entry.path)}: {exc.strerror}; nothing was removed",
-                                hint="run `modelreg fsck`") from None
+                    if VERSION_FILE.fullmatch(entry.name) or not isinstance(exc, NotRegularFile):
+                        self.unreadable.append(f"{self.rel(entry.path)} ({exc.strerror or exc})")
+                    continue  # else a stray directory or FIFO, which no reader takes for a record
                 try:
-                    record = mf.parse_record(raw, entry.path)
+                    record = mf.parse_record(raw, entry.path, check_digest=False)
                 except IntegrityError:
                     refs.update(m.decode() for m in HEX64_BYTES.findall(raw))
                     continue
@@ -699,12 +727,15 @@ class _Collector:
     def run(self) -> GcResult:
         now = time.time()
         refs = self.referenced()
+        if self.unreadable:
+            shown = ", ".join(self.unreadable[:3]) + (f" and {len(self.unreadable) - 3} more" if len(self.unreadable) > 3 else "")
+            self.reg.notify(f"warning: cannot read {shown}, so no blob was removed; run `modelreg fsck`")
         for top in _scandir(self.root / "objects"):
             if not (HEX2.fullmatch(top.name) and top.is_dir(follow_symlinks=False)):
                 continue
             for entry in _scandir(Path(top.path)):
                 digest = top.name + entry.name
-                if not HEX62.fullmatch(entry.name) or digest in refs:
+                if not HEX62.fullmatch(entry.name) or digest in refs or self.unreadable:
                     continue
                 path = Path(entry.path)
                 try:
@@ -723,7 +754,8 @@ class _Collector:
                 age = now - os.lstat(path).st_mtime
             except FileNotFoundError:
                 continue
-            if age >= self.grace and not _tmp_owner_alive(entry.name, age):
+            # Dead here, or an owner nobody here can ask: then the grace period alone decides.
+            if age >= self.grace and not _tmp_in_flight(entry.name, age):
                 self.take("tmp", path, "temporary file of an interrupted write", _tree_size(path),
                           lambda p=path: _remove_tree(p))
         self.collect_locks()
@@ -753,7 +785,7 @@ class _Collector:
                 # Taking the lock breaks the stale one the usual way, recorded in the history.
                 self.take("lock", path, message, 0, lambda c=coll: self._lock_and_repair(c))
             else:
-                self.take("lock", path, message, 0, lambda p=path, r=record: _break_stale(p, r))
+                self.take("lock", path, message, 0, lambda p=path, r=record: _break_stale(p, r, self.root / "tmp"))
 
     def _cid(self, directory: Path) -> CollectionId:
         return CollectionId(directory.parent.parent.name, directory.parent.name, directory.name)
@@ -768,7 +800,7 @@ class _Collector:
                 continue
             path = directory / "history.jsonl"
             try:
-                raw = path.read_bytes()
+                raw = read_regular(path)
             except OSError:
                 continue
             start = torn_tail(raw)
@@ -796,9 +828,16 @@ def _remove_if_same(path: Path, record: dict) -> bool:
 def gc(registry, dry_run: bool = False, grace=None) -> GcResult:
     """Remove unreferenced blobs and leftovers older than `grace` (default: gc.grace)."""
     seconds = grace_seconds(registry, grace)
-    if dry_run:
-        return _Collector(registry, seconds, dry_run=True).run()
-    with FileLock(registry.path / "locks" / "gc.lock", "gc"):
-        collector = _Collector(registry, seconds, dry_run=False)
-        collector.drain_writers()
-        return collector.run()
+    try:
+        if dry_run:
+            return _Collector(registry, seconds, dry_run=True).run()
+        # On a full disk the lock falls back to a symlink and nothing else here writes, so
+        # gc can always free the space that its own "disk full" hint sends users to free.
+        with FileLock(registry.path / "locks" / "gc.lock", "gc", tmp_dir=registry.path / "tmp"):
+            collector = _Collector(registry, seconds, dry_run=False)
+            collector.drain_writers()
+            return collector.run()
+    except OSError as exc:
+        from .store import io_error
+
+        raise io_error(exc, "collecting garbage") from None

@@ -12,8 +12,9 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import IntegrityError
+from .errors import Error, IntegrityError
 from .refs import NAME_RE, CollectionId
+from .util import NotRegularFile, read_regular
 
 FORMAT = 1
 HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -164,12 +165,18 @@ def dumps(record: Record, format: int = FORMAT) -> bytes:
     return (json.dumps(data, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
 
 
+FSCK_HINT = "run `modelreg fsck` to list every problem"
+# Producer fields modelreg writes, and the types a reader may rely on (`run` may be an
+# int when the API was given one).
+_PRODUCER_FIELDS = {"user": str, "host": str, "cwd": str, "time": str, "run": (str, int)}
+
+
 class _Checker:
     def __init__(self, where: str) -> None:
         self.where = where
 
     def fail(self, message: str) -> IntegrityError:
-        return IntegrityError(f"{self.where}: {message}", hint="run `modelreg fsck` to list every problem")
+        return IntegrityError(f"{self.where}: {message}", hint=FSCK_HINT)
 
     def get(self, data: dict, key: str, kind, optional=False, default=None):
         if key not in data:
@@ -197,13 +204,51 @@ def _collection_id(text: str, check: _Checker) -> CollectionId:
     return CollectionId(*parts)
 
 
-def parse_record(raw: bytes, where: str, expected_version: int | None = None, number: int | None = None) -> Record:
-    """Parse and validate a stored record; IntegrityError (exit 1) on anything wrong."""
+def _not_json(token: str):
+    raise ValueError(f"{token} is not JSON")
+
+
+def _inputs(data: dict, check: _Checker) -> tuple[dict, ...]:
+    items = check.get(data, "inputs", list, optional=True, default=[])
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("ref"), str) \
+                or not isinstance(item.get("digest"), str) or not HEX64.fullmatch(item["digest"]):
+            raise check.fail("an entry of 'inputs' is not an object with a string 'ref' and a hex 'digest'")
+    return tuple(items)
+
+
+def _producer(data: dict, check: _Checker) -> dict:
+    producer = check.get(data, "producer", dict, optional=True, default={})
+    for key, kind in _PRODUCER_FIELDS.items():
+        value = producer.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+            raise check.fail(f"producer {key!r} has the wrong type")
+    command = producer.get("command")
+    if command is not None and not (isinstance(command, list) and all(isinstance(c, str) for c in command)):
+        raise check.fail("producer 'command' is not a list of strings")
+    git = producer.get("git")
+    if git is not None and not (isinstance(git, dict) and isinstance(git.get("commit", ""), str)
+                                and isinstance(git.get("dirty", False), bool)):
+        raise check.fail("producer 'git' is not an object with a string 'commit' and a boolean 'dirty'")
+    return producer
+
+
+def parse_record(raw: bytes, where: str, expected_version: int | None = None, check_digest: bool = True,
+                 number: int | None = None) -> Record:
+    """Parse and validate a stored record; IntegrityError (exit 1) on anything wrong.
+
+    With `check_digest`, a version manifest's file list must hash to its recorded digest:
+    the digest is what links, inputs and users vouch for, so a file entry re-pointed at
+    another blob is refused before anything is served. fsck turns it off to word the
+    mismatch itself.
+    """
     check = _Checker(where)
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError):
         raise check.fail("not valid JSON") from None
+    except RecursionError:
+        raise check.fail("nested too deeply to be a record") from None
     if not isinstance(data, dict):
         raise check.fail("not a JSON object")
     if data.get("format") == 2 and number is not None and "version" not in data and "deleted" not in data:
@@ -237,7 +282,7 @@ def parse_record(raw: bytes, where: str, expected_version: int | None = None, nu
     problem = paths_problem([f.path for f in files])
     if problem:
         raise check.fail(f"unsafe manifest: {problem}")
-    return VersionManifest(
+    record = VersionManifest(
         artifact=_collection_id(check.get(data, "artifact", str), check),
         version=version,
         digest=check.digest(data, "digest"),
@@ -246,10 +291,25 @@ def parse_record(raw: bytes, where: str, expected_version: int | None = None, nu
         files=tuple(files),
         metadata=check.get(data, "metadata", dict, optional=True, default={}),
         description=check.get(data, "description", str, optional=True, default=""),
-        inputs=tuple(check.get(data, "inputs", list, optional=True, default=[])),
-        producer=check.get(data, "producer", dict, optional=True, default={}),
+        inputs=_inputs(data, check),
+        producer=_producer(data, check),
     )
+    if check_digest:
+        from .hashing import version_digest
+
+        if version_digest([(f.path, f.digest, f.size, f.executable) for f in files]) != record.digest:
+            raise check.fail("the manifest's file list does not match its digest; it was changed")
+    return record
 
 
-def read_record(path: Path, expected_version: int | None = None) -> Record:
-    return parse_record(path.read_bytes(), str(path), expected_version)
+def read_record(path: Path, expected_version: int | None = None, check_digest: bool = True) -> Record:
+    """Read and parse a stored record; FileNotFoundError passes, any other failure is exit 1."""
+    try:
+        raw = read_regular(path)
+    except FileNotFoundError:
+        raise
+    except NotRegularFile as exc:
+        raise IntegrityError(f"{path}: {exc.strerror}", hint=FSCK_HINT) from None
+    except OSError as exc:
+        raise Error(f"{path}: cannot be read: {exc.strerror or exc}", hint=FSCK_HINT) from None
+    return parse_record(raw, str(path), expected_version, check_digest)

@@ -17,8 +17,8 @@ from . import manifest as mf
 from .changes import Change
 from .collections import Collection, Summary, iter_collection_ids
 from .config import REGISTRY_DIR, Config, default_location, find_registry
-from .errors import Conflict, Error, InvalidInput, NotFound
-from .locks import WriterRegistration
+from .errors import Conflict, Error, IntegrityError, InvalidInput, NotFound
+from .locks import FileLock, WriterRegistration
 from .records import AliasResult, CollectionInfo, Deleted, DiffResult, LogResult, PullResult, VersionInfo
 from .refs import (DEFAULT_ENTITY, DEFAULT_PROJECT, DIGEST_PREFIX_RE, LATEST, VERSION_RE, CollectionId, Ref,
                    format_ref, parse_collection,
@@ -26,7 +26,7 @@ from .refs import (DEFAULT_ENTITY, DEFAULT_PROJECT, DIGEST_PREFIX_RE, LATEST, VE
 from .scan import basename, scan
 from .storage import FsStorage
 from .store import Store, io_error
-from .util import now, replace_file
+from .util import now, replace_file, temp_name
 
 
 def _user() -> str:
@@ -321,18 +321,6 @@ class Registry:
                 found.append(CollectionId(parts[1], parts[2], claim["name"]))
         return sorted(found)
 
-    def _listed(self, coll) -> bool:
-        """Whether `ls` lists a collection: it held a version and was not emptied by `rm --all`."""
-        if self.format >= layout.FORMAT:
-            return coll.is_live()
-        summaries = coll.summaries()
-        if not summaries:
-            return False
-        if any(not s.deleted for s in summaries):
-            return True
-        history = coll.history()
-        return not (history and history[-1].get("event") == "collection-deleted")
-
     def _stamped(self, events: list[dict]) -> list[dict]:
         """Policy events with the time and user every history event carries."""
         return [self._event(e["event"], **{k: v for k, v in e.items() if k != "event"}) for e in events]
@@ -363,13 +351,18 @@ class Registry:
         label = self.short(coll.id)
         summaries = coll.summaries()
         live = [s for s in summaries if not s.deleted]
+        broken = coll.broken  # only a tolerant collection leaves records out
         if selector is None or selector == LATEST:
+            if broken and (not live or max(broken) > live[-1].version):
+                raise broken[max(broken)]  # it may be the latest: never serve an older one instead
             if not live:
                 raise NotFound(f"{label} has no versions")
             return live[-1].version
         match = VERSION_RE.fullmatch(selector)
         if match:
             number = int(match.group(1))
+            if number in broken:
+                raise broken[number]
             for s in summaries:
                 if s.version == number:
                     if s.deleted:
@@ -386,12 +379,17 @@ class Registry:
                                    hint="give more digits")
             if hits:
                 return hits[0]
+            if broken:
+                first = min(broken)
+                raise IntegrityError(f"no readable version of {label} has a digest starting {selector!r}, and "
+                                     f"{label}:v{first} cannot be read: {broken[first].message}", hint=mf.FSCK_HINT)
         raise NotFound(f"{label} has no version or alias {selector!r}")
 
     def _locate(self, text: str):
         """(collection, number, record) for a ref; a link's own record, not its source."""
         ref = self.parse(text)
         coll = self.existing(ref.collection)
+        coll.tolerant = True  # a bad record fails only a ref that needs it
         number = self._select(coll, ref.selector)
         record = coll.read(number)
         if isinstance(record, mf.Tombstone):
@@ -405,8 +403,13 @@ class Registry:
             record = coll.read(link.source_version)
         except NotFound:
             return None
-        if not isinstance(record, mf.VersionManifest) or record.digest != link.source_digest:
+        if not isinstance(record, mf.VersionManifest):
             return None
+        if record.digest != link.source_digest:
+            # Versions never change and numbers are never reused: this source was tampered with.
+            raise IntegrityError(f"{self.short(link.source, link.source_version)} holds digest {record.digest[:12]}, "
+                                 f"not the {link.source_digest[:12]} it was linked with; it was changed",
+                                 hint=mf.FSCK_HINT)
         return record
 
     def _content(self, text: str):
@@ -700,6 +703,7 @@ class Registry:
             return {n: refs for n, refs in found.items() if refs}
         for other in iter_collection_ids(self.path):
             coll = self.collection(other)
+            coll.tolerant = True  # an unreadable link cannot be followed: leave it out, keep the rest
             try:
                 if coll.kind != "registered":
                     continue
@@ -718,6 +722,8 @@ class Registry:
         _str_arg(ref, "ref")
         coll, number, record = self._locate(ref)
         aliases = self._aliases_of(coll, number)
+        if coll.broken and max(coll.broken) > number:  # an unreadable newer record may be the latest
+            aliases = tuple(a for a in aliases if a != LATEST)
         base = dict(ref=self.short(coll.id, number), collection=self.short(coll.id), entity=coll.id.entity,
                     project=coll.id.project, kind=coll.kind, version=number, aliases=aliases)
         if isinstance(record, mf.LinkRecord):
@@ -751,14 +757,20 @@ class Registry:
         if parsed.selector is not None:
             raise InvalidInput(f"{name!r} names a version, not a collection")
         coll = self.existing(parsed.collection)
+        kind = coll.kind  # a collection.json that cannot be read fails the whole listing
+        coll.tolerant = True
         summaries = coll.live()
+        label = self.short(coll.id)
+        for number, exc in coll.broken.items():
+            self.notify(f"warning: left out {label}:v{number}: {exc.message}")
         aliases = coll.aliases()
         latest = summaries[-1].version if summaries else None
+        if coll.broken and (latest is None or max(coll.broken) > latest):
+            latest = None  # unknown: the newest record cannot be read
         by_number: dict[int, list[str]] = {}
         for alias, number in aliases.items():
             by_number.setdefault(number, []).append(alias)
         backlinks = self._backlinks(coll.id) if coll.kind == "artifact" else {}
-        label, kind = self.short(coll.id), coll.kind
         source_of = self._source_lookup()
         rows = []
         for s in summaries:
@@ -769,10 +781,11 @@ class Registry:
             if s.source is not None:
                 src_id = CollectionId(s.source["entity"], s.source["project"], s.source["name"])
                 src = source_of(s.source, s.digest)
-                dangling = src is None
-                rows.append(VersionInfo(**base, digest=s.digest, size=0 if dangling else src.size,
-                                        metadata={} if dangling else (src.metadata or {}),
-                                        file_count=0 if dangling else src.files,
+                dangling = src is None and not self._source_broken(f"{label}:v{s.version}", src_id,
+                                                                   s.source["version"], s.digest)
+                rows.append(VersionInfo(**base, digest=s.digest, size=0 if src is None else src.size,
+                                        metadata={} if src is None else (src.metadata or {}),
+                                        file_count=0 if src is None else src.files,
                                         source=self.short(src_id, s.source["version"]), dangling=dangling))
             else:
                 rows.append(VersionInfo(**base, digest=s.digest, size=s.size, metadata=s.metadata or {},
@@ -780,9 +793,22 @@ class Registry:
         rows = _filter(rows, where)
         return _sort(rows, sort)
 
+    def _source_broken(self, ref: str, cid: CollectionId, number: int, digest: str) -> bool:
+        """Whether a link's missing source is a bad record (warned), not a deleted one (dangling)."""
+        link = mf.LinkRecord(0, cid, number, digest, "")
+        try:
+            self._source(link)
+        except NotFound:
+            return False
+        except Error as exc:
+            self.notify(f"warning: the source of {ref} cannot be used: {exc.message}")
+            return True
+        return False
+
     def _live_summaries(self, cid: CollectionId) -> list[Summary]:
         """A collection's live summaries; none when it is missing or unreadable."""
         coll = self.collection(cid)
+        coll.tolerant = True
         try:
             return coll.live() if coll.exists() else []
         except Error:
@@ -825,25 +851,47 @@ class Registry:
         for cid in self._collection_ids():
             if scope and (cid.entity, cid.project) != scope:
                 continue
-            coll = self.collection(cid)
-            if kind and coll.kind != kind:
+            try:
+                info = self._collection_info(cid, kind, source_of)
+            except (Error, OSError) as exc:
+                # One bad collection must not hide the others: say so, list the rest.
+                why = exc.message if isinstance(exc, Error) else f"{exc.filename}: {exc.strerror or exc}"
+                self.notify(f"warning: left out {self.short(cid)}: {why}")
                 continue
-            if not self._listed(coll):
-                continue
-            summaries = coll.summaries()
-            live = [s for s in summaries if not s.deleted]
-            if coll.kind == "registered":
-                sources = [source_of(s.source, s.digest) if s.source else None for s in live]
-                size = sum(src.size for src in sources if src is not None)
-            else:
-                size = sum(s.size for s in live)
-            times = [s.created for s in summaries] + [coll.info.get("created", ""), coll.history_time()]
-            result.append(CollectionInfo(cid.name, cid.entity, cid.project, coll.kind, len(live),
-                                         live[-1].version if live else None, coll.aliases(), size, max(times),
-                                         display=self.short(cid)))
+            if info is not None:
+                result.append(info)
         if scope and not result and not (self.path / "collections" / scope[0] / scope[1]).is_dir():
             raise NotFound(f"no project {scope[0]}/{scope[1]}")
         return result
+
+    def _collection_info(self, cid: CollectionId, kind: str | None, source_of) -> CollectionInfo | None:
+        """One row of `ls`, or None when it is not listed; a bad record is left out with a warning."""
+        coll = self.collection(cid)
+        coll.tolerant = True
+        if kind and coll.kind != kind:
+            return None
+        if not coll.numbers():
+            return None  # never held a version: a `log` or `link` that failed after creating it
+        summaries = coll.summaries()
+        for number, exc in coll.broken.items():
+            self.notify(f"warning: left out {self.short(cid, number)}: {exc.message}")
+        live = [s for s in summaries if not s.deleted]
+        if not live and summaries and all(s.deleted for s in summaries) and not coll.broken:
+            history = coll.history()
+            if history and history[-1].get("event") == "collection-deleted":
+                return None
+        if coll.kind == "registered":
+            sources = [source_of(s.source, s.digest) if s.source else None for s in live]
+            size = sum(src.size for src in sources if src is not None)
+        else:
+            size = sum(s.size for s in live)
+        latest = live[-1].version if live else None
+        if coll.broken and (latest is None or max(coll.broken) > latest):
+            latest = None  # unknown: the newest record cannot be read
+        created = coll.info.get("created", "")
+        times = [s.created for s in summaries] + [created if isinstance(created, str) else "", coll.history_time()]
+        return CollectionInfo(cid.name, cid.entity, cid.project, coll.kind, len(live), latest, coll.aliases(), size,
+                              max(times), display=self.short(cid))
 
     def history(self, ref: str) -> list[dict]:
         """A collection's events, oldest first; a selector keeps one version's or one alias's.
@@ -1000,14 +1048,24 @@ class Registry:
         _str_arg(key, "key")
         if not isinstance(value, (str, bool)):
             _str_list(value, f"the value of {key}", one=False)  # aliases.protected takes a list
-        self.config.set(key, value)
-        self._save_config()
+        Config(self.config.path, {}).set(key, value)  # a bad key or value is refused before any lock
+        with self._config_lock():
+            # Read-modify-write under the lock: a parallel `config set` of another key is kept.
+            self.config = Config.load(self.config.path)
+            self.config.set(key, value)
+            self._save_config()
 
     def config_unset(self, key: str) -> bool:
-        removed = self.config.unset(key)
-        if removed:
-            self._save_config()
+        Config(self.config.path, {}).unset(key)  # an unknown key is refused before any lock
+        with self._config_lock():
+            self.config = Config.load(self.config.path)
+            removed = self.config.unset(key)
+            if removed:
+                self._save_config()
         return removed
+
+    def _config_lock(self) -> FileLock:
+        return FileLock(self.path / "locks" / "config.lock", "the config", tmp_dir=self.path / "tmp")
 
     def _save_config(self) -> None:
         try:
@@ -1209,7 +1267,7 @@ def _create_registry(target: Path) -> tuple[Path, bool]:
         if target.is_dir():
             _populate(target)  # an empty .modelreg made by hand: fill it in place
             return target, True
-        staging = parent / f".modelreg-init-{os.getpid()}-{os.urandom(4).hex()}"
+        staging = parent / temp_name(".modelreg-init")
         staging.mkdir()
         try:
             _populate(staging)
@@ -1232,6 +1290,7 @@ def _populate(path: Path) -> None:
         (path / sub).mkdir(parents=True, exist_ok=True)
     config = path / "config.toml"
     if not config.exists():
-        tmp = path / "tmp" / "config.toml"
+        # A unique name: two first `log`s may fill one hand-made .modelreg at once.
+        tmp = path / "tmp" / temp_name("config")
         tmp.write_bytes(Config(config, {"format": layout.FORMAT}).dumps())
         os.replace(tmp, config)

@@ -25,6 +25,8 @@ import json
 import os
 from pathlib import Path
 
+from .util import temp_name
+
 # Relative to the .modelreg directory; fsck and gc find the cache here.
 STAT_CACHE = "cache/stat.json"
 FORMAT = 1
@@ -132,7 +134,7 @@ class StatCache:
             ranked = sorted(merged.items(), key=lambda item: item[1][6] if _valid_entry(item[1]) else -1)
             merged = dict(ranked[-MAX_ENTRIES:])
         data = json.dumps({"format": FORMAT, "entries": merged}, separators=(",", ":")).encode()
-        tmp = self.tmp_dir / f"statcache-{os.getpid()}-{os.urandom(6).hex()}"
+        tmp = self.tmp_dir / temp_name("statcache")
         try:
             self.path.parent.mkdir(exist_ok=True)
             with open(tmp, "wb") as f:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from . import hashing
 from .errors import Error, InvalidInput
-from .util import current_umask, fsync_dir, write_all
+from .util import current_umask, fsync_dir, temp_name, write_all
 
 FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
 SMALL_FILE = hashing.MMAP_THRESHOLD
@@ -170,12 +170,12 @@ class Store:
         return self.blob_path(digest).is_file()
 
     def temp_path(self, prefix: str) -> Path:
-        return self.tmp / f"{prefix}-{os.getpid()}-{os.urandom(6).hex()}"
+        return self.tmp / temp_name(prefix)
 
     def _temp_name(self) -> str:
         # One random part per process and a counter: no getrandom(2) per file.
         if self._temp_names is None:
-            prefix = f"{self.tmp}{os.sep}blob-{os.getpid()}-{os.urandom(6).hex()}-"
+            prefix = f"{self.tmp}{os.sep}{temp_name('blob', os.urandom(6).hex())}-"
             self._temp_names = (f"{prefix}{n}" for n in itertools.count())
         return next(self._temp_names)
 

@@ -1,8 +1,9 @@
-"""Small shared pieces: times, atomic file writes."""
+"""Small shared pieces: times, temp-file names, atomic file writes."""
 
 from __future__ import annotations
 
 import os
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -30,9 +31,44 @@ def current_umask() -> int:
     return mask
 
 
+# A temp name is `<prefix>_<host>_<pid>_<unique>`. `_` never occurs in a prefix or in a host
+# as written here, so the owner parses back unambiguously whatever dots and dashes the host
+# name holds; every character is one S3 lists as safe in a key.
+TEMP_NAME = re.compile(r"([A-Za-z.][A-Za-z.-]*)_([A-Za-z0-9.-]+)_([0-9]+)_([A-Za-z0-9-]+)")
+# 0.1.0 named temp files `<prefix>-<pid>-<hex>` (blobs: `-<counter>` added), without a host.
+LEGACY_TEMP_NAME = re.compile(r"[A-Za-z]+-([0-9]+)-[0-9a-f]+(?:-[0-9]+)?")
+_host: str | None = None
+
+
+def host_tag() -> str:
+    """This host's name as temp names carry it: only letters, digits, `.` and `-`."""
+    global _host
+    if _host is None:
+        import socket
+
+        _host = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname())[:64] or "unknown"
+    return _host
+
+
+def temp_name(prefix: str, unique: str | None = None) -> str:
+    """A temp file name that tells gc and fsck which process on which host made it."""
+    return f"{prefix}_{host_tag()}_{os.getpid()}_{unique or os.urandom(6).hex()}"
+
+
+def temp_owner(name: str) -> tuple[str, int] | None:
+    """(host, pid) of the process that made temp file `name`; None when the name tells none."""
+    match = TEMP_NAME.fullmatch(name)
+    if match:
+        return match.group(2), int(match.group(3))
+    match = LEGACY_TEMP_NAME.fullmatch(name)
+    if match:  # 0.1.0 wrote no host: such a file is judged as this host's, by its pid
+        return host_tag(), int(match.group(1))
+    return None
+
+
 def write_temp(tmp_dir: Path, data: bytes, fsync: bool, prefix: str = "rec") -> Path:
     """A fully written (and, with fsync, durable) temp file, ready to be linked or renamed."""
-    path = tmp_dir / f"{prefix}-{os.getpid()}-{os.urandom(6).hex()}"
+    path = tmp_dir / temp_name(prefix)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         write_all(fd, data)
@@ -78,3 +114,47 @@ def create_file(tmp_dir: Path, final: Path, data: bytes, fsync: bool) -> bool:
     if fsync:
         fsync_dir(final.parent)
     return True
+
+
+class NotRegularFile(OSError):
+    """A registry file that is a directory, FIFO, socket or device: never read as data."""
+
+
+def _file_type(mode: int) -> str:
+    import stat
+
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def read_regular(path: str | os.PathLike) -> bytes:
+    """The bytes of a registry file, which must be a regular file (symlinks are followed).
+
+    A FIFO would block the reader forever and a device (a symlink to /dev/zero) never
+    ends, so anything else is refused with NotRegularFile before a byte is read. The
+    stat before the open keeps a device from even being opened (opening a tape rewinds
+    it); O_NONBLOCK and the fstat after it cover a swap in between.
+    """
+    import errno
+    import stat
+
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise NotRegularFile(errno.EINVAL, f"is {_file_type(mode)}, not a regular file", str(path))
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFile(errno.EINVAL, f"is {_file_type(st.st_mode)}, not a regular file", str(path))
+        chunks = []
+        while True:
+            chunk = os.read(fd, max(st.st_size + 1, 65536))
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)

@@ -14,9 +14,10 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from .. import __version__
+from .. import records as forms
 from ..errors import InvalidInput, NotFound
 from ..registry import Registry, check_log_options, load_meta_file, parse_metadata_items, prepare_log
-from . import completers
+from . import callbacks
 from .output import Output, human_size, human_time, term_safe
 
 app = typer.Typer(
@@ -115,12 +116,7 @@ def init(
     out = Output(json_mode, plain, quiet)
     root = state(ctx).root
     reg = Registry.init(root if root is not None and directory == Path(".") else directory, notify=out.note)
-    if out.mode == "json":
-        out.json({"path": str(reg.path), "new": reg.created})
-    elif out.mode == "plain":
-        out.rows([[str(reg.path), reg.created]])
-    else:
-        out.write(str(reg.path))
+    out.report(forms.INIT, reg)
 
 
 # -- log -------------------------------------------------------------------------------
@@ -130,13 +126,13 @@ def init(
 def log(
     ctx: typer.Context,
     paths: Annotated[list[Path], typer.Argument(metavar="PATH", help="A directory (its contents become the version's root), or files.")],
-    name: Annotated[Optional[str], typer.Option("-n", "--name", metavar="NAME", autocompletion=completers.collection, help="Artifact name, optionally entity/project/name [default: the basename of the single PATH].")] = None,
+    name: Annotated[Optional[str], typer.Option("-n", "--name", metavar="NAME", autocompletion=callbacks.collection, help="Artifact name, optionally entity/project/name [default: the basename of the single PATH].")] = None,
     alias: AliasOpt = None,
     meta: Annotated[Optional[list[str]], typer.Option("-m", "--meta", metavar="KEY=VALUE", help="Metadata; VALUE is parsed as JSON when it parses, else kept as a string (repeatable).")] = None,
     meta_file: Annotated[Optional[Path], typer.Option("--meta-file", metavar="FILE", help="A JSON object of metadata, merged before -m.")] = None,
     description: Annotated[str, typer.Option("-d", "--description", metavar="TEXT", help="A description of this version.")] = "",
     run: Annotated[Optional[str], typer.Option("--run", metavar="ID", help="The training run that produced it, recorded with the producer.")] = None,
-    input_: Annotated[Optional[list[str]], typer.Option("--input", metavar="REF", autocompletion=completers.ref, help="A version this one was made from (repeatable).")] = None,
+    input_: Annotated[Optional[list[str]], typer.Option("--input", metavar="REF", autocompletion=callbacks.ref, help="A version this one was made from (repeatable).")] = None,
     exclude: Annotated[Optional[list[str]], typer.Option("--exclude", metavar="PATTERN", help="Skip paths matching this shell pattern, e.g. '*.tmp' (repeatable).")] = None,
     force: ForceOpt = False, reason: ReasonOpt = None,
     json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False,
@@ -187,14 +183,7 @@ def _source_bytes(paths: list[Path], exclude: list[str]) -> int:
 
 
 def _print_logged(out: Output, result) -> None:
-    if out.mode == "json":
-        out.json(result.to_json())
-    elif out.mode == "plain":
-        row = [result.ref, result.collection, result.entity, result.project, result.version, result.digest,
-               list(result.aliases), result.new]
-        out.rows([row + ([result.source] if result.source is not None else [])])
-    else:
-        out.write(result.ref)
+    out.report(result.form, result)
 
 
 # -- link ------------------------------------------------------------------------------
@@ -203,8 +192,8 @@ def _print_logged(out: Output, result) -> None:
 @app.command()
 def link(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(metavar="REF", autocompletion=completers.ref, help="The version to link (a link's ref links its source).")],
-    registered: Annotated[str, typer.Argument(metavar="REGISTERED", autocompletion=completers.registered, help="The registered model, created on first use; [[entity/]project/]name.")],
+    ref: Annotated[str, typer.Argument(metavar="REF", autocompletion=callbacks.ref, help="The version to link (a link's ref links its source).")],
+    registered: Annotated[str, typer.Argument(metavar="REGISTERED", autocompletion=callbacks.registered, help="The registered model, created on first use; [[entity/]project/]name.")],
     alias: AliasOpt = None,
     description: Annotated[str, typer.Option("-d", "--description", metavar="TEXT", help="A description of this link.")] = "",
     force: ForceOpt = False, reason: ReasonOpt = None,
@@ -235,8 +224,8 @@ def link(
 @app.command()
 def alias(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(metavar="REF", autocompletion=completers.ref, help="The version (or, with --delete and no selector, the collection).")],
-    aliases: Annotated[list[str], typer.Argument(metavar="ALIAS", autocompletion=completers.alias, help="Aliases to set, move or (with --delete) remove.")],
+    ref: Annotated[str, typer.Argument(metavar="REF", autocompletion=callbacks.ref, help="The version (or, with --delete and no selector, the collection).")],
+    aliases: Annotated[list[str], typer.Argument(metavar="ALIAS", autocompletion=callbacks.alias, help="Aliases to set, move or (with --delete) remove.")],
     delete: Annotated[bool, typer.Option("--delete", help="Remove the aliases instead of setting them.")] = False,
     expect: Annotated[Optional[str], typer.Option("--expect", metavar="SELECTOR", help="Change nothing unless every alias now points at SELECTOR (v<N>, an alias, or 'none' for unset).")] = None,
     force: ForceOpt = False, reason: ReasonOpt = None,
@@ -255,23 +244,10 @@ def alias(
     if delete:
         if expect is not None:
             raise InvalidInput("--expect cannot be used with --delete", hint="give the version as REF: name:v<N>")
-        removed = reg.unalias(ref, aliases, force=force, reason=reason)
-        if out.mode == "json":
-            out.json({"removed": [{"alias": a, "ref": r} for a, r in removed.items()]})
-        elif out.mode == "plain":
-            out.rows(removed.items())
-        else:
-            out.lines(removed)
+        out.report(forms.UNALIAS, reg.unalias(ref, aliases, force=force, reason=reason))
         return
     result = reg.alias(ref, aliases, expect=expect, force=force, reason=reason)
-    if out.mode == "json":
-        out.json(result.to_json())
-    elif out.mode == "plain":
-        out.rows([[result.ref, list(result.aliases)]])
-    elif out.mode == "quiet":
-        out.write(result.ref)
-    else:
-        out.write(f"{result.ref}\t{_aliases_text(result.aliases)}")
+    out.report(forms.ALIAS, result, human=lambda r: out.write(f"{r.ref}\t{_aliases_text(r.aliases)}"))
 
 
 # -- ls --------------------------------------------------------------------------------
@@ -280,7 +256,7 @@ def alias(
 @app.command()
 def ls(
     ctx: typer.Context,
-    target: Annotated[Optional[str], typer.Argument(metavar="NAME|REF|PROJECT/", autocompletion=completers.ref, help="Nothing: every collection; PROJECT/: one project's; NAME: its versions; REF: that version's files.")] = None,
+    target: Annotated[Optional[str], typer.Argument(metavar="NAME|REF|PROJECT/", autocompletion=callbacks.ref, help="Nothing: every collection; PROJECT/: one project's; NAME: its versions; REF: that version's files.")] = None,
     kind: Annotated[Optional[Literal["artifact", "registered"]], typer.Option("--kind", metavar="KIND", help="Only artifacts or only registered models (artifact|registered).")] = None,
     sort: Annotated[Optional[str], typer.Option("--sort", metavar="FIELD", help="Sort versions by version, created, size or metadata.KEY; prefix - for descending.")] = None,
     where: Annotated[Optional[list[str]], typer.Option("--where", metavar="metadata.KEY=VALUE", help="Keep versions whose metadata KEY equals VALUE (JSON when it parses; repeatable).")] = None,
@@ -311,50 +287,32 @@ def ls(
 
 
 def _ls_collections(out: Output, collections) -> None:
-    if out.mode == "json":
-        out.json([c.to_json() for c in collections])
-    elif out.mode == "quiet":
-        out.lines(c.display for c in collections)
-    elif out.mode == "plain":
-        out.rows([c.name, c.entity, c.project, c.kind, c.versions, c.latest, c.aliases, c.size, c.updated]
-                 for c in collections)
-    else:
-        out.table(["name", "kind", "versions", "latest", "aliases", "size", "updated"],
+    out.report(forms.COLLECTIONS, collections, human=lambda collections: out.table(["name", "kind", "versions", "latest", "aliases", "size", "updated"],
                   [[c.display, c.kind, c.versions, "" if c.latest is None else f"v{c.latest}",
                     ", ".join(f"{a}→v{n}" for a, n in c.aliases.items()), human_size(c.size), human_time(c.updated)]
                    for c in collections], empty="no collections yet; `modelreg log PATH` makes one",
-                  styles=["ref", None, None, "ref", "alias", None, None])
+                  styles=["ref", None, None, "ref", "alias", None, None]))
 
 
 def _ls_versions(out: Output, versions) -> None:
-    if out.mode == "json":
-        out.json([v.summary_json() for v in versions])
-    elif out.mode == "quiet":
-        out.lines(v.ref for v in versions)
-    elif out.mode == "plain":
-        out.rows([v.ref, v.version, list(v.aliases), v.digest, v.size, v.file_count, v.created, list(v.links),
-                  v.source, v.metadata] for v in versions)
-    else:
-        registered = bool(versions) and versions[0].kind == "registered"
-        columns = ["version", "aliases", "digest", "size", "files", "created"] + (["source"] if registered else ["links"])
-        out.table(columns, [[f"v{v.version}", ", ".join(v.aliases), v.digest[:12], human_size(v.size), v.file_count,
-                             human_time(v.created),
-                             (v.source + (" (dangling)" if v.dangling else "")) if registered else ", ".join(v.links)]
-                            for v in versions], empty="no versions",
-                  styles=["ref", "alias", None, None, None, None, "ref"],
-                  row_styles=["bad" if registered and v.dangling else None for v in versions])
+    out.report(forms.VERSIONS, versions, human=lambda versions: _versions_table(out, versions))
+
+
+def _versions_table(out: Output, versions) -> None:
+    registered = bool(versions) and versions[0].kind == "registered"
+    columns = ["version", "aliases", "digest", "size", "files", "created"] + (["source"] if registered else ["links"])
+    out.table(columns, [[f"v{v.version}", ", ".join(v.aliases), v.digest[:12], human_size(v.size), v.file_count,
+                         human_time(v.created),
+                         (v.source + (" (dangling)" if v.dangling else "")) if registered else ", ".join(v.links)]
+                        for v in versions], empty="no versions",
+              styles=["ref", "alias", None, None, None, None, "ref"],
+              row_styles=["bad" if registered and v.dangling else None for v in versions])
 
 
 def _ls_files(out: Output, files) -> None:
-    if out.mode == "json":
-        out.json([f.to_json() for f in files])
-    elif out.mode == "quiet":
-        out.lines(f.path for f in files)
-    elif out.mode == "plain":
-        out.rows([f.path, f.size, f.digest, f.executable] for f in files)
-    else:
-        out.table(["path", "size", "digest", "exec"],
-                  [[f.path, human_size(f.size), f.digest[:12], "x" if f.executable else ""] for f in files])
+    out.report(forms.FILE, files, human=lambda files: out.table(
+        ["path", "size", "digest", "exec"],
+        [[f.path, human_size(f.size), f.digest[:12], "x" if f.executable else ""] for f in files]))
 
 
 # -- show ------------------------------------------------------------------------------
@@ -363,7 +321,7 @@ def _ls_files(out: Output, files) -> None:
 @app.command()
 def show(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(metavar="REF", autocompletion=completers.ref, help="The version or link to show.")],
+    ref: Annotated[str, typer.Argument(metavar="REF", autocompletion=callbacks.ref, help="The version or link to show.")],
     json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Show one version in full: digest, size, metadata, inputs, producer, aliases, files, links.
@@ -380,26 +338,7 @@ def show(
     info = reg.show(ref)
     if info.dangling:
         out.warn(f"{info.ref} is a dangling link: its source {info.source} was deleted")
-    if out.mode == "json":
-        out.json(info.to_json())
-    elif out.mode == "quiet":
-        out.write(info.ref)
-    elif out.mode == "plain":
-        out.rows(_show_rows(info))
-    else:
-        _show_panel(out, info)
-
-
-def _show_rows(info) -> list[list]:
-    """`show --plain`: field<TAB>value lines in modelreg-show(1)'s order."""
-    rows = [[key, getattr(info, key)] for key in ("ref", "collection", "entity", "project", "kind", "version",
-                                                 "digest", "size", "created")]
-    rows += [["aliases", list(info.aliases)], ["metadata", info.metadata], ["description", info.description]]
-    rows += [["input", i.get("ref"), i.get("digest")] for i in info.inputs]
-    rows += [["producer", info.producer], ["links", list(info.links)], ["source", info.source],
-             ["dangling", info.dangling]]
-    rows += [["file", f.path, f.size, f.digest, f.executable] for f in info.files]
-    return rows
+    out.report(forms.SHOW, info, human=lambda info: _show_panel(out, info))
 
 
 def _show_panel(out: Output, info) -> None:
@@ -449,10 +388,10 @@ Mode = Annotated[Optional[Literal["auto", "reflink", "copy", "hardlink", "symlin
 @app.command()
 def pull(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(metavar="REF", autocompletion=completers.ref, help="The version or link to put on disk.")],
+    ref: Annotated[str, typer.Argument(metavar="REF", autocompletion=callbacks.ref, help="The version or link to put on disk.")],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", metavar="DIR", help="Target directory [default: ./<name>-v<N>].")] = None,
     mode: Mode = None,
-    file: Annotated[Optional[list[str]], typer.Option("--file", metavar="PATTERN", autocompletion=completers.version_file, help="Only paths matching this shell pattern (repeatable).")] = None,
+    file: Annotated[Optional[list[str]], typer.Option("--file", metavar="PATTERN", autocompletion=callbacks.version_file, help="Only paths matching this shell pattern (repeatable).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite files in DIR whose content differs.")] = False,
     verify: Annotated[Optional[bool], typer.Option("--verify/--no-verify", help="Hash content while copying (default for copies); --verify also re-hashes linked blobs.")] = None,
     json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False,
@@ -472,12 +411,7 @@ def pull(
     reg = state(ctx).open(out)
     with out.progress("pulling", lambda: _selected_bytes(reg, ref, file or [])) as advance:
         result = reg.pull(ref, output, mode=mode, files=file or [], force=force, verify=verify, on_progress=advance)
-    if out.mode == "json":
-        out.json(result.to_json())
-    elif out.mode == "plain":
-        out.rows([[result.ref, result.path, result.files, result.bytes, result.mode]])
-    else:
-        out.write(result.path)
+    out.report(forms.PULL, result)
 
 
 def _selected_bytes(reg: Registry, ref: str, patterns: list[str]) -> int:
@@ -494,8 +428,8 @@ def _selected_bytes(reg: Registry, ref: str, patterns: list[str]) -> int:
 @app.command()
 def diff(
     ctx: typer.Context,
-    left: Annotated[str, typer.Argument(metavar="REF", autocompletion=completers.ref, help="The old version.")],
-    right: Annotated[str, typer.Argument(metavar="REF", autocompletion=completers.ref, help="The new version.")],
+    left: Annotated[str, typer.Argument(metavar="REF", autocompletion=callbacks.ref, help="The old version.")],
+    right: Annotated[str, typer.Argument(metavar="REF", autocompletion=callbacks.ref, help="The new version.")],
     json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Compare two versions: files added, removed and changed, and metadata differences.
@@ -509,44 +443,28 @@ def diff(
     """
     out = Output(json_mode, plain, quiet)
     reg = state(ctx).open(out)
-    result = reg.diff(left, right)
-    if out.mode == "json":
-        out.json(result.to_json())
-        return
-    if out.mode == "quiet":
-        out.lines(sorted((*result.added, *result.removed, *result.changed)))
-        return
-    files = sorted([("added", p) for p in result.added] + [("removed", p) for p in result.removed]
-                   + [("changed", p) for p in result.changed], key=lambda row: row[1])
-    rows = [[change, path, None, None] for change, path in files]
-    meta = [["metadata", key, *(_compact(value) if present else None
-                                for value, present in zip(values, result.present[key]))]
-            for key, values in result.metadata.items()]
-    if out.mode == "plain":
-        out.rows(rows + meta)
-        return
+    out.report(forms.DIFF, reg.diff(left, right), human=lambda result: _diff_tables(out, result))
+
+
+def _diff_tables(out: Output, result) -> None:
     if result.same:
         out.note("no differences")
         return
-    if rows:
-        out.table(["change", "path"], [row[:2] for row in rows])
+    rows = forms.DIFF.lines(result)
+    files = [row[:2] for row in rows if row[0] != "metadata"]
+    meta = [[key, old or "-", new or "-"] for change, key, old, new in rows if change == "metadata"]
+    if files:
+        out.table(["change", "path"], files)
     if meta:
-        out.table(["metadata", "old", "new"], [[m[1], m[2] or "-", m[3] or "-"] for m in meta])
-
-
-def _compact(value) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+        out.table(["metadata", "old", "new"], meta)
 
 
 # -- history ---------------------------------------------------------------------------
 
-HISTORY_KEYS = ["time", "event", "user", "version", "alias", "from", "to", "source", "reason"]
-
-
 @app.command()
 def history(
     ctx: typer.Context,
-    target: Annotated[str, typer.Argument(metavar="NAME[:SELECTOR]", autocompletion=completers.ref, help="A collection, or one version (vN, latest, digest prefix) or alias of it.")],
+    target: Annotated[str, typer.Argument(metavar="NAME[:SELECTOR]", autocompletion=callbacks.ref, help="A collection, or one version (vN, latest, digest prefix) or alias of it.")],
     json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Show the events of a collection, oldest first: logs, links, alias moves, deletions.
@@ -558,19 +476,18 @@ def history(
     """
     out = Output(json_mode, plain, quiet)
     reg = state(ctx).open(out)
-    events = reg.history(target)
-    if out.mode == "json":
-        out.json(events)
-    elif out.mode == "plain":
-        out.rows([e.get(k) for k in HISTORY_KEYS] for e in events)
-    elif out.mode == "human":
-        def v(n):
-            return "" if n is None else f"v{n}"
-        out.table(["time", "event", "user", "version", "alias", "from → to", "source", "reason"],
-                  [[human_time(e.get("time")), e.get("event"), e.get("user"), v(e.get("version")), e.get("alias", ""),
-                    f"{v(e.get('from'))} → {v(e.get('to'))}" if "from" in e or "to" in e else "",
-                    e.get("source", ""), e.get("reason", "")] for e in events], empty="no events",
-                  styles=[None, None, None, "ref", "alias", None, "ref", None])
+    out.report(forms.HISTORY, reg.history(target), human=lambda events: _history_table(out, events))
+
+
+def _history_table(out: Output, events) -> None:
+    def v(n):
+        return "" if n is None else f"v{n}"
+
+    out.table(["time", "event", "user", "version", "alias", "from → to", "source", "reason"],
+              [[human_time(e.get("time")), e.get("event"), e.get("user"), v(e.get("version")), e.get("alias", ""),
+                f"{v(e.get('from'))} → {v(e.get('to'))}" if "from" in e or "to" in e else "",
+                e.get("source", ""), e.get("reason", "")] for e in events], empty="no events",
+              styles=[None, None, None, "ref", "alias", None, "ref", None])
 
 
 # -- rm --------------------------------------------------------------------------------
@@ -579,7 +496,7 @@ def history(
 @app.command()
 def rm(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(metavar="REF", autocompletion=completers.ref, help="The version to delete, or with --all the collection.")],
+    ref: Annotated[str, typer.Argument(metavar="REF", autocompletion=callbacks.ref, help="The version to delete, or with --all the collection.")],
     all_: Annotated[bool, typer.Option("--all", help="Delete every version of the collection NAME.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Delete even a version that holds an alias or is linked; its aliases are removed and recorded.")] = False,
     reason: ReasonOpt = None,
@@ -594,13 +511,7 @@ def rm(
     """
     out = Output(json_mode, plain, quiet)
     reg = state(ctx).open(out)
-    deleted = reg.rm(ref, all=all_, force=force, reason=reason)
-    if out.mode == "json":
-        out.json({"deleted": [d.to_json() for d in deleted]})
-    elif out.mode == "plain":
-        out.rows([d.ref, d.version, list(d.aliases)] for d in deleted)
-    else:
-        out.lines(d.ref for d in deleted)
+    out.report(forms.RM, reg.rm(ref, all=all_, force=force, reason=reason))
 
 
 # -- gc and fsck -----------------------------------------------------------------------
@@ -630,26 +541,25 @@ def gc(
     """
     out = Output(json_mode, plain, quiet)
     reg = state(ctx).open(out)
-    result = reg.gc(dry_run=dry_run, grace=grace)
-    if out.mode == "json":
-        out.json(result.to_json())
-    elif out.mode == "plain":
-        out.rows([[result.blobs, result.bytes, result.dry_run]])
-    elif out.mode == "human":
-        parts = [f"{_count(result.blobs, 'blob')} ({human_size(result.bytes)})"]
-        if result.tmp:
-            parts.append(_count(result.tmp, "temporary file"))
-        if result.locks:
-            parts.append(_count(result.locks, "stale lock"))
-        if result.repaired:
-            parts.append(_count(result.repaired, "torn history line"))
-        if not (result.blobs or result.tmp or result.locks or result.repaired):
-            out.write("nothing to remove")
-        else:
-            out.write(("would remove " if dry_run else "removed ") + ", ".join(parts))
-        if result.kept:
-            out.note(f"kept {_count(result.kept, 'unreferenced blob')} younger than the grace period "
-                     f"({result.grace} s); `--grace 0` removes them too")
+    out.report(forms.GC, reg.gc(dry_run=dry_run, grace=grace), human=lambda result: _gc_summary(out, result))
+
+
+def _gc_summary(out: Output, result) -> None:
+    dry_run = result.dry_run
+    parts = [f"{_count(result.blobs, 'blob')} ({human_size(result.bytes)})"]
+    if result.tmp:
+        parts.append(_count(result.tmp, "temporary file"))
+    if result.locks:
+        parts.append(_count(result.locks, "stale lock"))
+    if result.repaired:
+        parts.append(_count(result.repaired, "torn history line"))
+    if not (result.blobs or result.tmp or result.locks or result.repaired):
+        out.write("nothing to remove")
+    else:
+        out.write(("would remove " if dry_run else "removed ") + ", ".join(parts))
+    if result.kept:
+        out.note(f"kept {_count(result.kept, 'unreferenced blob')} younger than the grace period "
+                 f"({result.grace} s); `--grace 0` removes them too")
 
 
 @app.command()
@@ -678,30 +588,28 @@ def fsck(
         result = reg.fsck(quick=quick, on_progress=advance)
     for link, source in result.dangling:
         out.note(f"{link} is a dangling link: its source {source} was deleted")
-    if out.mode == "json":
-        out.json(result.to_json())
-    elif out.mode == "plain":
-        out.rows(["problem", p.kind, p.object, p.message] for p in result.problems)
-        out.rows(["reclaimable", r.kind, r.object, r.message] for r in result.reclaimable)
-    elif out.mode == "human":
-        if result.problems:
-            out.table(["kind", "object", "problem"], [[p.kind, p.object, p.message] for p in result.problems])
-        if result.reclaimable:
-            out.table(["kind", "reclaimable", "why"], [[r.kind, r.object, r.message] for r in result.reclaimable])
-        checked = result.checked
-        out.write(f"checked {_count(checked['blobs'], 'blob')} ({human_size(checked['bytes'])}), "
-                  f"{_count(checked['versions'], 'version')}, {_count(checked['links'], 'link')}, "
-                  f"{_count(checked['aliases'], 'alias')}: "
-                  + (_count(len(result.problems), "problem") if result.problems else "no problems")
-                  + (f"; {human_size(result.reclaimable_bytes)} reclaimable by `modelreg gc`"
-                     if result.reclaimable else ""))
+    out.report(forms.FSCK, result, human=lambda result: _fsck_summary(out, result))
     if not result.ok:
         raise typer.Exit(1)
 
 
+def _fsck_summary(out: Output, result) -> None:
+    if result.problems:
+        out.table(["kind", "object", "problem"], [[p.kind, p.object, p.message] for p in result.problems])
+    if result.reclaimable:
+        out.table(["kind", "reclaimable", "why"], [[r.kind, r.object, r.message] for r in result.reclaimable])
+    checked = result.checked
+    out.write(f"checked {_count(checked['blobs'], 'blob')} ({human_size(checked['bytes'])}), "
+              f"{_count(checked['versions'], 'version')}, {_count(checked['links'], 'link')}, "
+              f"{_count(checked['aliases'], 'alias')}: "
+              + (_count(len(result.problems), "problem") if result.problems else "no problems")
+              + (f"; {human_size(result.reclaimable_bytes)} reclaimable by `modelreg gc`"
+                 if result.reclaimable else ""))
+
+
 # -- config ----------------------------------------------------------------------------
 
-KeyArg = Annotated[str, typer.Argument(metavar="KEY", autocompletion=completers.config_key, help="A config key, e.g. pull.mode.")]
+KeyArg = Annotated[str, typer.Argument(metavar="KEY", autocompletion=callbacks.config_key, help="A config key, e.g. pull.mode.")]
 
 
 @config_app.command("get")
@@ -713,15 +621,12 @@ def config_get(ctx: typer.Context, key: KeyArg,
     Examples:
       $ modelreg config get aliases.protected
     """
-    from ..config import check_key, format_value
+    from ..config import check_key
 
     out = Output(json_mode, plain, quiet)
     reg = state(ctx).open(out)
     value = reg.config.get(check_key(key))
-    if out.mode == "json":
-        out.json({"key": key, "value": value})
-    else:
-        out.write(format_value(value))
+    out.report(forms.CONFIG_GET, (key, value))
 
 
 @config_app.command("set")
@@ -766,11 +671,5 @@ def config_list(ctx: typer.Context,
     out = Output(json_mode, plain, quiet)
     reg = state(ctx).open(out)
     items = reg.config.items()
-    if out.mode == "json":
-        out.json({key: value for key, value, _ in items})
-    elif out.mode == "quiet":
-        out.lines(key for key, _, _ in items)
-    elif out.mode == "plain":
-        out.rows([key, format_value(value)] for key, value, _ in items)
-    else:
-        out.table(["key", "value", "source"], [[k, format_value(v), "config.toml" if s else "default"] for k, v, s in items])
+    out.report(forms.CONFIG_LIST, {key: value for key, value, _ in items}, human=lambda _: out.table(
+        ["key", "value", "source"], [[k, format_value(v), "config.toml" if s else "default"] for k, v, s in items]))

@@ -7,9 +7,10 @@ the result in the per-shell format Typer's scripts expect, and reads registry
 contents straight from the on-disk format (SPEC §5).  Typer, Rich and the registry
 library are never imported here: TAB must cost little more than starting Python.
 
-The Typer-side callbacks (`completers.py`) call `provide()` below, so both paths give
-the same answers; `python -m modelreg.cli.complete --generate|--check|--write-scripts`
-regenerates the table and the shell scripts from the app.
+Candidates come from `candidates.provide()`, which the Typer-side callbacks
+(`callbacks.py`) call too, so both paths give the same answers;
+`python -m modelreg.cli.complete --generate|--check|--write-scripts` regenerates the
+table and the shell scripts from the app (`completers.py`).
 """
 
 from __future__ import annotations
@@ -17,23 +18,15 @@ from __future__ import annotations
 import os
 import sys
 
-PROG = "modelreg"
-COMPLETE_VAR = "_MODELREG_COMPLETE"
+# Re-exported: the fast path's public names, as before the candidates and scripts moved out.
+from .candidates import CONFIG_KEYS, KINDS, provide, ref_argument  # noqa: F401
+from .candidates import unpack_args as _unpack_args
+from .shellscripts import COMPLETE_VAR, PROG, SCRIPTS, script  # noqa: F401
 # Set by our own bash script: answer in Click 8's "type,value" lines so the script can
 # fall back to file names only where a path is expected.
 TYPED_VAR = "_MODELREG_COMPLETE_TYPED"
 # Lets tests (and a user chasing a bug) get Typer's own answer from the entry point.
 VIA_TYPER_VAR = "MODELREG_COMPLETE_VIA_TYPER"
-
-CONFIG_KEYS = (
-    "defaults.entity",
-    "defaults.project",
-    "pull.mode",
-    "aliases.protected",
-    "gc.grace",
-    "core.fsync",
-)
-KINDS = ("ref", "collection", "registered", "alias", "version-file", "config-key", "path")
 
 
 class _Unanswerable(Exception):
@@ -296,35 +289,6 @@ def _split_opt(opt: str) -> tuple[str, str]:
     return first, opt[1:]
 
 
-def _unpack_args(args: list[str], nargs_spec: list[int]) -> tuple[list, list[str]]:
-    """Click's `_unpack_args`: positional values by nargs, one of which may be -1."""
-    args, rv, star = list(args), [], None
-
-    def fetch(seq: list):
-        if not seq:
-            return None
-        return seq.pop(0) if star is None else seq.pop()
-
-    spec = list(nargs_spec)
-    while spec:
-        nargs = fetch(spec)
-        if nargs == 1:
-            rv.append(fetch(args))
-        elif nargs > 1:
-            x = [fetch(args) for _ in range(nargs)]
-            if star is not None:
-                x.reverse()
-            rv.append(tuple(x))
-        elif nargs < 0:
-            star = len(rv)
-            rv.append(None)
-    if star is not None:
-        rv[star] = tuple(args)
-        args = []
-        rv[star + 1 :] = reversed(rv[star + 1 :])
-    return rv, args
-
-
 def _start_of_option(ctx: _Ctx, value: str) -> bool:
     return bool(value) and value[0] in ctx.prefixes
 
@@ -392,21 +356,6 @@ def _ref_value(ctx: _Ctx) -> str | None:
         if p["param"] == "argument"
     ]
     return ref_argument(arguments, ctx.rest)
-
-
-def ref_argument(arguments: list[tuple], leftover: list[str]) -> str | None:
-    """The value of the first REF argument, from `(kind, nargs, value)` per argument.
-
-    Click stops parsing at an option still waiting for its value, which is the one
-    being completed in `pull REF --file <TAB>`: the positional args are then left
-    over, unassigned, and are assigned here the way Click would have.
-    """
-    for i, (kind, _, value) in enumerate(arguments):
-        if kind == "ref":
-            if value is None and leftover:
-                value = _unpack_args(leftover, [nargs for _, nargs, _ in arguments])[0][i]
-            return value if isinstance(value, str) else None
-    return None
 
 
 def _split(line: str) -> list[str]:
@@ -487,141 +436,6 @@ def _wrap(text: str, width: int) -> str:
                 piece = piece[: len(piece) - min(trailing, excess)][:width]
             out.append(piece)
     return "\n".join(out).rstrip("\n")
-
-
-# --- Registry contents: the kinds the completion callbacks name ---------------------
-
-
-def provide(kind: str, incomplete: str, *, root=None, ref=None, environ=os.environ) -> list[str]:
-    """Candidate values of a dynamic completion kind, shared by both completion paths.
-
-    `root` is the global `--root` value typed, `ref` the REF argument already typed.
-    Nothing on disk is written and errors give no candidates: TAB must never fail.
-    """
-    if kind == "config-key":
-        return list(CONFIG_KEYS)
-    if kind == "path":
-        return []
-    from ._complete_registry import RegistryView
-
-    try:
-        reg = RegistryView.find(root, environ)
-        if reg is None:
-            return []
-        if kind in ("ref", "collection", "registered"):
-            if ":" in incomplete:
-                return reg.selectors(incomplete) if kind == "ref" else []
-            return reg.names(incomplete, registered=kind == "registered")
-        if kind == "alias":
-            where = reg.collection(ref.partition(":")[0]) if ref else None
-            return reg.aliases(where) if where else []
-        if kind == "version-file":
-            return reg.files(ref) if ref else []
-    except (OSError, ValueError):
-        return []
-    raise ValueError(f"unknown completion kind {kind!r}")
-
-
-# --- Shell scripts ----------------------------------------------------------------------
-
-_HEADER = """\
-# {shell} completion for modelreg.
-# Generated by `python -m modelreg.cli.complete --write-scripts`; do not edit.
-# modelreg answers TAB itself (`{var}=complete_{shell}`), from a command table
-# generated from its Typer app, so candidates include registry contents.
-"""
-
-_BASH = r"""
-# Install: `source` this file from ~/.bashrc, or copy it to
-# ~/.local/share/bash-completion/completions/modelreg.
-
-_modelreg_completion() {
-    local IFS=$'\n'
-    # bash splits words at COMP_WORDBREAKS (":" and "=" among them), so "resnet:" would
-    # reach modelreg as "resnet", ":".  Glue back the pieces that the line shows no
-    # whitespace between.
-    local -a words=()
-    local rest=${COMP_LINE:0:COMP_POINT} word i
-    for (( i = 0; i <= COMP_CWORD; i++ )); do
-        word=${COMP_WORDS[i]}
-        if (( i > 0 )) && [[ $rest != [[:space:]]* ]]; then
-            words[${#words[@]}-1]+=$word
-        else
-            words+=("$word")
-        fi
-        rest=${rest#"${rest%%[![:space:]]*}"}
-        rest=${rest#"$word"}
-    done
-    # bash replaces only the text after the last word break; candidates carry the whole
-    # word (or the value after "--option="), so drop what precedes that break.
-    local cur=${words[${#words[@]}-1]} breaks= prefix=
-    [[ $cur == -*=* ]] && cur=${cur#*=}
-    [[ $COMP_WORDBREAKS == *:* ]] && breaks+=:
-    [[ $COMP_WORDBREAKS == *=* ]] && breaks+==
-    [[ -n $breaks && $cur == *["$breaks"]* ]] && prefix=${cur%"${cur##*["$breaks"]}"}
-
-    local out line
-    out=$(env COMP_WORDS="${words[*]}" COMP_CWORD=$(( ${#words[@]} - 1 )) \
-          _MODELREG_COMPLETE_TYPED=1 _MODELREG_COMPLETE=complete_bash "$1" 2>/dev/null)
-    COMPREPLY=()
-    while IFS= read -r line; do
-        case $line in
-            file,*) compopt -o default; COMPREPLY=(); return 0 ;;
-            dir,*) compopt -o dirnames; COMPREPLY=(); return 0 ;;
-            plain,*) line=${line#plain,} ;;
-            '') continue ;;
-        esac
-        line=${line#"$prefix"}
-        # inserted as typed: quote what the shell would otherwise split or expand
-        [[ $line == *[^A-Za-z0-9._/:=@+,%-]* ]] && printf -v line %q "$line"
-        COMPREPLY+=("$line")
-    done <<< "$out"
-    # a project prefix such as "vision/" is not a finished word
-    if (( ${#COMPREPLY[@]} == 1 )) && [[ ${COMPREPLY[0]} == */ ]]; then
-        compopt -o nospace
-    fi
-    return 0
-}
-
-complete -F _modelreg_completion modelreg
-"""
-
-_ZSH = r"""
-# Install: put this file, named _modelreg, in a directory on $fpath before compinit
-# runs, or `source` it after compinit.
-
-_modelreg() {
-  eval "$(env _TYPER_COMPLETE_ARGS="${words[1,$CURRENT]}" _MODELREG_COMPLETE=complete_zsh modelreg)"
-}
-
-if [[ "$funcstack[1]" == "_modelreg" ]]; then
-  # autoloaded by compinit: this file is the body of _modelreg, so answer now
-  _modelreg "$@"
-else
-  compdef _modelreg modelreg
-fi
-"""
-
-_FISH = r"""
-# Install: copy this file to ~/.config/fish/completions/modelreg.fish.
-
-complete --command modelreg --no-files --arguments "(env _MODELREG_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) modelreg)" --condition "env _MODELREG_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) modelreg"
-"""
-
-# shell: (file name under completions/, body)
-SCRIPTS = {
-    "bash": ("modelreg.bash", _BASH),
-    "zsh": ("_modelreg", _ZSH),
-    "fish": ("modelreg.fish", _FISH),
-}
-
-
-def script(shell: str) -> str:
-    """The completion script committed under `completions/` for a shell."""
-    header = _HEADER.format(shell=shell, var=COMPLETE_VAR)
-    if shell == "zsh":
-        header = "#compdef modelreg\n" + header  # compinit reads only the first line
-    return header + SCRIPTS[shell][1]
 
 
 if __name__ == "__main__":

@@ -67,15 +67,6 @@ def _flush_stdout() -> str | None:
     return None
 
 
-def _raised_in_echo(exc: BaseException) -> bool:
-    """Whether the error comes from Click writing its own output (help text) to stdout."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb is not None and tb.tb_frame.f_code.co_name == "echo" \
-        and tb.tb_frame.f_globals.get("__name__", "").endswith("_click.utils")
-
-
 def _traceback() -> None:
     """MODELREG_DEBUG=1: the traceback on stderr; the exit code stays the error's."""
     import traceback
@@ -122,13 +113,14 @@ def run(argv: list[str] | None = None) -> int:
     try:
         import typer.exceptions
         import typer.main
-        from typer import _click
 
         from ..errors import Error
+        from ._typer_private import click_exceptions, is_click_stdout_wrapper, raised_in_click_echo
         from .app import app
         from .output import PipeClosed, StdoutFailed
 
         command = typer.main.get_command(app)
+        click_errors = click_exceptions()
         try:
             result = command.main(args=args, prog_name=PROG, standalone_mode=False)
         except PipeClosed:
@@ -141,13 +133,13 @@ def run(argv: list[str] | None = None) -> int:
                 _silence_stdout()
             _error(exc.message, exc.hint)
             return exc.exit_code
-        except _click.exceptions.NoArgsIsHelpError as exc:
+        except click_errors.NoArgsIsHelpError as exc:
             _error("missing command", f"run '{exc.ctx.command_path} --help' to list the commands")
             return 2
-        except _click.exceptions.UsageError as exc:
+        except click_errors.UsageError as exc:
             _error(*_usage_message(exc, command, args))
             return 2
-        except _click.exceptions.ClickException as exc:
+        except click_errors.ClickException as exc:
             _error(exc.format_message())
             return exc.exit_code
         except typer.exceptions.Abort:
@@ -156,7 +148,7 @@ def run(argv: list[str] | None = None) -> int:
         except SystemExit:
             # Click's answer to a closed pipe in its own output (--help, --version) is
             # exit 1 with stdout wrapped; SPEC §4 wants the quiet 0 of any closed pipe.
-            if isinstance(sys.stdout, _click.utils.PacifyFlushWrapper):
+            if is_click_stdout_wrapper(sys.stdout):
                 _silence_stdout()
                 return 0
             raise
@@ -181,7 +173,7 @@ def run(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug: say so in one line, trace only on request
         if debug:
             _traceback()
-        if isinstance(exc, OSError) and _raised_in_echo(exc):  # Click's --help hit a full disk
+        if isinstance(exc, OSError) and raised_in_click_echo(exc):  # Click's --help hit a full disk
             _flush_stdout()
             _error(f"cannot write to standard output: {exc.strerror or exc}")
             return 1

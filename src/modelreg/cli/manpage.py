@@ -4,7 +4,9 @@ Owns `man/*.1`. Typer keeps Click private, so click-man cannot read our app; thi
 walks the tree that `typer.main.get_command(app)` returns and renders one page for
 the program and one per top-level command (a command group gets a single page that
 covers its subcommands, like git-config). Synopsis, options and examples come from
-the command tree; description, output, exit status and the rest from `manprose`.
+the command tree; the `--plain` columns and `--json` keys from the output forms
+declared in `modelreg.records`; description, output, exit status and the rest from
+the text files of `cli/manprose/`.
 
     python -m modelreg.cli.manpage [--check] [--out man/]
 
@@ -18,6 +20,7 @@ import enum
 import inspect
 import re
 import sys
+import textwrap
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,15 +113,9 @@ def _is_variadic(param: Any) -> bool:
 
 
 def _choices(param: Any) -> list[str] | None:
-    # Typer 0.29 parameters describe their type with `type_descriptor`; plain Click
-    # parameters carry a `type` such as Choice.
-    descriptor = getattr(param, "type_descriptor", None)
-    found = descriptor.choices if descriptor is not None else None
-    if found is None:
-        found = getattr(getattr(param, "type", None), "choices", None)
-    if not found:
-        return None
-    return [str(c.value) if isinstance(c, enum.Enum) else str(c) for c in found]
+    from ._typer_private import param_choices
+
+    return param_choices(param)
 
 
 def _metavar(param: Any) -> str:
@@ -261,7 +258,9 @@ def prose_to_roff(text: str | None) -> list[str]:
     `page(1)` a page reference, *METAVAR* italic.
     """
     out: list[str] = []
-    for para in re.split(r"\n\s*\n", inspect.cleandoc(text or "")):
+    # dedent, not cleandoc: text read from a file has its first line at the margin too,
+    # and cleandoc would then strip a literal block's indent when nothing else follows.
+    for para in re.split(r"\n\s*\n", textwrap.dedent(text or "").strip("\n")):
         if not para.strip():
             continue
         lines = para.split("\n")
@@ -447,7 +446,7 @@ def _description(help_parts: HelpParts, prose: Mapping[str, Any]) -> list[str]:
 def _header(title: str, source: str, prog: str) -> list[str]:
     # The date field stays empty: a page must not change when nothing else did.
     return [
-        ".\\\" Generated from the command tree and cli/manprose.py; do not edit.",
+        ".\\\" Generated from the command tree, the output forms of records.py and cli/manprose/; do not edit.",
         ".\\\" Regenerate with `python -m modelreg.cli.manpage`.",
         f".TH {esc(title.upper())} 1 \"\" {_arg(esc(source))} {_arg(esc(prog + ' manual'))}",
         # Hyphenating `.modelreg` or `--no-verify` at a line end would read as part of
@@ -638,7 +637,7 @@ def main(argv: list[str] | None = None) -> int:
     import typer
 
     from modelreg.cli.app import app
-    from modelreg.cli.manprose import PROSE
+    from modelreg.cli.manprose import PROSE  # the prose files, with the records' forms
 
     pages = render_pages(typer.main.get_command(app), PROSE)
     if args.check:

@@ -167,6 +167,19 @@ class Output:
     def json(self, document) -> None:
         self.write(json.dumps(document, indent=2, ensure_ascii=False))
 
+    def report(self, form, data, human=None) -> None:
+        """Write a command's result as its `records.Form` declares it: the JSON document,
+        the `--plain` rows or the `-q` ids. `human(data)` draws the default output; without
+        it, people get the `-q` lines too."""
+        if self.mode == "json":
+            self.json(form.document(data))
+        elif self.mode == "plain":
+            self.rows(form.plain(data))
+        elif self.mode == "human" and human is not None:
+            human(data)
+        elif form.quiet is not None:
+            self.lines(form.quiet(data))
+
     def rows(self, rows) -> None:
         self.lines("\t".join([plain_value(v) for v in row]) for row in rows)
 

@@ -1,0 +1,525 @@
+"""Issue 9, "one bad object never takes the registry down" and "pull serves only what the
+version digest vouches for".
+
+A bad object here is one stored file that cannot be read or parsed (tampered, empty, a
+directory, a FIFO, a socket, a device, nested too deep) or a manifest whose fields have
+the wrong types. Each one fails only the commands that need it. The CLI runs as a real
+process with a timeout, so that a read blocking on a FIFO fails the test instead of
+hanging it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import make_tree
+from modelreg import Registry
+from modelreg.errors import Error
+from modelreg.hashing import version_digest
+from reliability_util import assert_error, env_for
+
+TIMEOUT = 30  # seconds; a read that blocks on a FIFO ends the test here instead of hanging it
+MEMORY = 2 << 30  # bytes of address space a command may add; reading /dev/zero would take them all
+
+
+def coll_dir(reg: Registry, name: str) -> Path:
+    return reg.path / "collections" / "local" / "default" / name
+
+
+def record_path(reg: Registry, name: str, number: int) -> Path:
+    return coll_dir(reg, name) / "versions" / f"v{number}.json"
+
+
+def blob(reg: Registry, digest: str) -> Path:
+    return reg.path / "objects" / digest[:2] / digest[2:]
+
+
+def _socket_at(path: Path) -> None:
+    path.unlink()
+    cwd = os.getcwd()
+    os.chdir(path.parent)  # a relative name: sun_path holds only ~107 bytes
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(path.name)
+    finally:
+        os.chdir(cwd)
+
+
+def _replace(make):
+    def apply(path: Path) -> None:
+        path.unlink()
+        make(path)
+    return apply
+
+
+# Files that cannot be read as a record at all: gc cannot tell which blobs they name.
+UNREADABLE = {
+    "directory": _replace(lambda p: p.mkdir()),
+    "fifo": _replace(os.mkfifo),
+    "socket": _socket_at,
+    "symlink-to-dev-zero": _replace(lambda p: p.symlink_to("/dev/zero")),
+}
+# Files that read but do not parse.
+UNPARSABLE = {
+    "not-json": lambda p: p.write_text("{ this is not json"),
+    "empty": lambda p: p.write_bytes(b""),
+    "nested-too-deep": lambda p: p.write_bytes(b'{"format":1,"version":1,"x":' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
+    "not-an-object": lambda p: p.write_text("[1, 2, 3]"),
+}
+BREAKERS = {**UNREADABLE, **UNPARSABLE}
+
+
+def _patch(**fields):
+    def apply(path: Path) -> None:
+        data = json.loads(path.read_text())
+        data.update(fields)
+        path.write_text(json.dumps(data))
+    return apply
+
+
+def _nan_metadata(path: Path) -> None:
+    data = json.loads(path.read_text())
+    data["metadata"] = {"loss": "PLACEHOLDER"}
+    path.write_text(json.dumps(data).replace('"PLACEHOLDER"', "NaN"))
+
+
+# Tampered fields: the JSON parses, a field has a type nothing downstream expects.
+FIELDS = {
+    "inputs-not-objects": _patch(inputs=[1]),
+    "input-without-digest": _patch(inputs=[{"ref": "local/default/m:v0"}]),
+    "inputs-not-a-list": _patch(inputs="m:v0"),
+    "producer-git-string": _patch(producer={"git": "x"}),
+    "producer-git-dirty-string": _patch(producer={"git": {"commit": "abc", "dirty": "yes"}}),
+    "producer-command-string": _patch(producer={"command": "python train.py"}),
+    "producer-user-number": _patch(producer={"user": 5}),
+    "producer-a-list": _patch(producer=["user"]),
+    "metadata-a-list": _patch(metadata=[1]),
+    "metadata-nan": _nan_metadata,
+    "description-a-number": _patch(description=3),
+}
+
+
+@pytest.fixture
+def reg(isolated_env, tmp_path) -> Registry:
+    """m:v0..v2, other:v0 and classifier:v0 -> m:v0; the bad object is always m:v1."""
+    Registry.init(isolated_env).config_set("core.fsync", "false")
+    reg = Registry.open(isolated_env)
+    for number, content in enumerate(["zero\n", "one!\n", "two!!\n"]):
+        reg.log(make_tree(tmp_path / f"src{number}", {"w.bin": content}), "m")
+    reg.log(make_tree(tmp_path / "other", {"o.bin": "other\n"}), "other", aliases=["best"])
+    reg.link("m:v0", "classifier")
+    return reg
+
+
+def break_record(reg: Registry, name: str, number: int, breaker) -> None:
+    breaker(record_path(reg, name, number))
+    # An in-place rewrite leaves the directory's mtime, and so the index, "fresh": drop it,
+    # as any later change to the collection would, so that readers meet the bad record.
+    (coll_dir(reg, name) / "index.json").unlink(missing_ok=True)
+
+
+def _vm_size() -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _limit_memory(extra: int) -> tuple[int, int] | None:
+    """Cap this process's address space at its current size plus `extra`; the old limits, or None."""
+    size = _vm_size()
+    if size is None:
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    cap = size + extra if hard == resource.RLIM_INFINITY else min(size + extra, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    return soft, hard
+
+
+def cli(reg: Registry, *args):
+    """The CLI as a real process, which may neither block nor eat memory without bound."""
+    return subprocess.run([sys.executable, "-m", "modelreg", *map(str, args)], cwd=reg.path.parent,
+                          env=env_for(reg.path), capture_output=True, text=True, timeout=TIMEOUT,
+                          preexec_fn=lambda: _limit_memory(MEMORY))
+
+
+@pytest.fixture(autouse=True)
+def bounded():
+    """In-process calls too: a regression fails the test instead of hanging it or filling memory."""
+    def expired(signum, frame):
+        raise TimeoutError("a read blocked")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(TIMEOUT * 4)  # the test's own subprocesses have their own timeouts
+    limits = _limit_memory(MEMORY)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+        if limits is not None:
+            resource.setrlimit(resource.RLIMIT_AS, limits)
+
+
+def good_blobs(reg: Registry) -> dict[str, bytes]:
+    """The blobs of every good live version, with their content."""
+    found = {}
+    for ref in ("m:v0", "m:v2", "other:v0"):
+        for entry in reg.show(ref).files:
+            found[entry.digest] = blob(reg, entry.digest).read_bytes()
+    return found
+
+
+def warnings(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("modelreg: warning: ")]
+
+
+# -- one bad record: everything else still works ---------------------------------------
+
+
+@pytest.mark.parametrize("breaker", BREAKERS.values(), ids=BREAKERS.keys())
+def test_api_fails_only_what_needs_the_bad_record(reg, tmp_path, breaker):
+    keep = good_blobs(reg)
+    break_record(reg, "m", 1, breaker)
+    notes: list[str] = []
+    api = Registry.open(reg.path, notify=notes.append)
+
+    assert [c.name for c in api.collections()] == ["classifier", "m", "other"]
+    assert [n for n in notes if "m:v1" in n and n.startswith("warning: ")], notes
+    notes.clear()
+    rows = api.versions("m")
+    assert [r.ref for r in rows] == ["m:v0", "m:v2"]
+    assert "latest" in rows[-1].aliases and rows[0].links == ("classifier:v0",)
+    assert [n for n in notes if "m:v1" in n and n.startswith("warning: ")], notes
+
+    for call in (lambda: api.show("m:v1"), lambda: api.pull("m:v1", tmp_path / "out"),
+                 lambda: api.files("m:v1"), lambda: api.diff("m:v0", "m:v1")):
+        with pytest.raises(Error) as caught:
+            call()
+        assert caught.value.exit_code == 1 and "v1.json" in caught.value.message
+    assert not (tmp_path / "out").exists()
+
+    assert api.show("m:v0").links == ("classifier:v0",)
+    assert api.show("m").version == 2  # latest: the bad record is older
+    assert api.show("classifier:v0").source == "m:v0"
+    api.pull("m:v2", tmp_path / "v2")
+    assert (tmp_path / "v2" / "w.bin").read_text() == "two!!\n"
+
+    problems = api.fsck().problems
+    assert [p.object for p in problems] == ["m:v1"], problems
+    api.gc(grace=0)
+    assert {d: blob(reg, d).read_bytes() for d in keep} == keep
+
+
+@pytest.mark.parametrize("breaker", BREAKERS.values(), ids=BREAKERS.keys())
+def test_cli_fails_only_what_needs_the_bad_record(reg, breaker):
+    keep = good_blobs(reg)
+    break_record(reg, "m", 1, breaker)
+
+    listed = cli(reg, "ls", "--plain")
+    assert listed.returncode == 0, listed.stderr
+    assert [line.split("\t")[0] for line in listed.stdout.splitlines()] == ["classifier", "m", "other"]
+    assert any("m:v1" in w for w in warnings(listed.stderr)), listed.stderr
+
+    versions = cli(reg, "ls", "m", "-q")
+    assert versions.returncode == 0, versions.stderr
+    assert versions.stdout.split() == ["m:v0", "m:v2"]
+    assert versions.stderr == ""  # -q: nothing but errors
+
+    for args in (["show", "m:v1"], ["pull", "m:v1", "-o", "out"], ["ls", "m:v1"], ["diff", "m:v0", "m:v1"]):
+        assert_error(cli(reg, *args), 1, "v1.json")
+    assert not (reg.path.parent / "out").exists()
+
+    shown = cli(reg, "show", "m", "-q")
+    assert (shown.returncode, shown.stdout) == (0, "m:v2\n"), shown.stderr
+    pulled = cli(reg, "pull", "classifier:v0", "-q")
+    assert pulled.returncode == 0, pulled.stderr
+    assert (Path(pulled.stdout.strip()) / "w.bin").read_text() == "zero\n"
+
+    checked = cli(reg, "fsck", "--json")
+    assert checked.returncode == 1, checked.stderr
+    assert [p["object"] for p in json.loads(checked.stdout)["problems"]] == ["m:v1"]
+
+    collected = cli(reg, "gc", "--grace", "0")
+    assert collected.returncode == 0, collected.stderr
+    assert "Traceback" not in collected.stderr
+    assert {d: blob(reg, d).read_bytes() for d in keep} == keep
+
+
+@pytest.mark.parametrize("breaker", UNREADABLE.values(), ids=UNREADABLE.keys())
+def test_gc_removes_no_blob_while_a_record_cannot_be_read(reg, tmp_path, breaker):
+    """It cannot tell which blobs that record names; the rest of its work still happens."""
+    deleted = reg.show("other:v0").files[0].digest
+    reg.rm("other:v0", force=True)  # its blob is now unreferenced, and old enough for --grace 0
+    orphan = reg.path / "tmp" / "rec-999999999-abcdef"  # a dead writer's temp file
+    orphan.write_bytes(b"x")
+    break_record(reg, "m", 1, breaker)
+
+    result = cli(reg, "gc", "--grace", "0", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["blobs"] == 0
+    assert any("m/versions/v1.json" in w and "no blob" in w for w in warnings(result.stderr)), result.stderr
+    assert blob(reg, deleted).exists()
+    assert not orphan.exists()
+
+    # fsck agrees: with a record it cannot read, it offers no blob as reclaimable.
+    report = Registry.open(reg.path).fsck()
+    assert not [r for r in report.reclaimable if r.kind == "blob"]
+
+    # Once the record reads again (here: a tombstone), gc accounts for every blob again.
+    bad = record_path(reg, "m", 1)
+    bad.rmdir() if bad.is_dir() and not bad.is_symlink() else bad.unlink()
+    bad.write_text(json.dumps({"format": 1, "version": 1, "digest": "0" * 64, "deleted": "2020-01-01T00:00:00Z"}))
+    assert Registry.open(reg.path).gc(grace=0).blobs >= 1
+    assert not blob(reg, deleted).exists()
+
+
+def test_the_newest_record_unreadable_means_latest_is_unknown(reg, tmp_path):
+    """`latest` never falls back to an older version: that would serve the wrong files."""
+    break_record(reg, "m", 2, UNREADABLE["fifo"])
+    for args in (["show", "m"], ["pull", "m", "-o", "out"], ["show", "m:latest", "--json"]):
+        assert_error(cli(reg, *args), 1, "v2.json")
+    assert not (reg.path.parent / "out").exists()
+    listed = cli(reg, "ls", "m", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert [r["version"] for r in rows] == [0, 1] and all("latest" not in r["aliases"] for r in rows)
+    everything = cli(reg, "ls", "--json")
+    assert everything.returncode == 0, everything.stderr
+    assert {c["name"]: c["latest"] for c in json.loads(everything.stdout)}["m"] is None
+    shown = cli(reg, "show", "m:v1", "--json")
+    assert shown.returncode == 0 and "latest" not in json.loads(shown.stdout)["aliases"]
+
+
+def test_fsck_names_every_bad_object_and_goes_on(reg, tmp_path):
+    """One registry holding every kind at once: each is named, none stops the check."""
+    names = []
+    for i, (kind, breaker) in enumerate({**BREAKERS, **FIELDS}.items()):
+        name = f"c{i}"
+        reg.log(make_tree(tmp_path / f"c{i}a", {"f": f"{i}a"}), name)
+        reg.log(make_tree(tmp_path / f"c{i}b", {"f": f"{i}b"}), name)
+        break_record(reg, name, 1, breaker)
+        names.append(name)
+    (coll_dir(reg, "other") / "aliases" / "stale").write_text("v9\n")  # a problem of another kind
+
+    result = cli(reg, "fsck", "--json")
+    assert result.returncode == 1, result.stderr
+    problems = json.loads(result.stdout)["problems"]
+    named = {p["object"] for p in problems}
+    assert {f"{n}:v1" for n in names} <= named, problems
+    assert "other:stale" in named
+    assert not [o for o in named if o.split(":")[0] in ("m", "classifier")]
+
+    listed = cli(reg, "ls", "-q")
+    assert listed.returncode == 0, listed.stderr
+    assert set(listed.stdout.split()) == {"classifier", "m", "other", *names}
+
+
+# -- tampered fields -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tamper", FIELDS.values(), ids=FIELDS.keys())
+def test_show_of_a_tampered_field_is_one_clean_error_in_every_mode(reg, tamper):
+    break_record(reg, "m", 1, tamper)
+    with pytest.raises(Error) as caught:
+        Registry.open(reg.path).show("m:v1")
+    assert caught.value.exit_code == 1
+    for mode in ([], ["--plain"], ["--json"], ["-q"]):
+        assert_error(cli(reg, "show", "m:v1", *mode), 1, "v1.json")
+    assert_error(cli(reg, "pull", "m:v1", "-o", "out"), 1, "v1.json")
+    assert not (reg.path.parent / "out").exists()
+    checked = cli(reg, "fsck", "--json")
+    assert checked.returncode == 1
+    assert [p["object"] for p in json.loads(checked.stdout)["problems"]] == ["m:v1"]
+    shown = cli(reg, "show", "m:v0", "--plain")
+    assert shown.returncode == 0, shown.stderr
+
+
+def test_a_tampered_producer_and_inputs_of_the_right_types_still_show(reg, tmp_path):
+    """Validation refuses wrong types only: unknown producer keys and odd strings render."""
+    reg.log(make_tree(tmp_path / "in", {"x": "x"}), "n", inputs=["m:v0"])
+    path = record_path(reg, "n", 0)
+    data = json.loads(path.read_text())
+    data["producer"] = {"git": {"commit": "", "dirty": True}, "command": [], "extra": {"a": [1, None]},
+                        "run": 7}
+    data["inputs"] = [{"ref": "not/a:ref:at all", "digest": "a" * 64, "note": 1}]
+    path.write_text(json.dumps(data))
+    for mode in ([], ["--plain"], ["--json"], ["-q"]):
+        result = cli(reg, "show", "n:v0", *mode)
+        assert result.returncode == 0, result.stderr
+
+
+# -- the version digest vouches for the file list --------------------------------------
+
+
+def repoint(reg: Registry, name: str, number: int, digest: str) -> None:
+    """Point the record's only file entry at another stored blob of the same size."""
+    path = record_path(reg, name, number)
+    data = json.loads(path.read_text())
+    data["files"][0]["digest"] = digest
+    path.write_text(json.dumps(data))
+    (coll_dir(reg, name) / "index.json").unlink(missing_ok=True)
+
+
+@pytest.fixture
+def repointed(isolated_env, tmp_path) -> Registry:
+    """s:v1's file entry re-pointed at s:v0's blob (same size); classifier:v0 links s:v1."""
+    Registry.init(isolated_env).config_set("core.fsync", "false")
+    reg = Registry.open(isolated_env)
+    reg.log(make_tree(tmp_path / "a", {"w.bin": "aaaa"}), "s")
+    reg.log(make_tree(tmp_path / "b", {"w.bin": "bbbb"}), "s")
+    reg.link("s:v1", "classifier")
+    repoint(reg, "s", 1, reg.show("s:v0").files[0].digest)
+    return reg
+
+
+def test_pull_of_a_repointed_file_entry_fails_and_writes_nothing(repointed, tmp_path):
+    reg = repointed
+    for ref in ("s:v1", "s", "classifier:v0", "classifier"):
+        assert_error(cli(reg, "pull", ref, "-o", "out"), 1, "does not match its digest")
+        assert not (reg.path.parent / "out").exists()
+        with pytest.raises(Error) as caught:
+            Registry.open(reg.path).pull(ref, tmp_path / "out")
+        assert caught.value.exit_code == 1
+        assert not (tmp_path / "out").exists()
+
+
+def test_every_reader_of_a_repointed_manifest_refuses_it(repointed, tmp_path):
+    reg = repointed
+    for args in (["show", "s:v1"], ["show", "classifier:v0", "--json"], ["ls", "s:v1"], ["diff", "s:v0", "s:v1"],
+                 ["link", "s:v1", "other"], ["log", str(tmp_path / "a"), "-n", "t", "--input", "s:v1"]):
+        assert_error(cli(reg, *args), 1, "does not match its digest")
+    assert not coll_dir(reg, "other").exists() and not coll_dir(reg, "t").exists()
+    assert cli(reg, "pull", "s:v0", "-o", "v0").returncode == 0
+    assert (reg.path.parent / "v0" / "w.bin").read_text() == "aaaa"
+    checked = cli(reg, "fsck", "--json")
+    assert checked.returncode == 1
+    messages = [p["message"] for p in json.loads(checked.stdout)["problems"] if p["object"] == "s:v1"]
+    assert messages and "is not the digest of its files" in messages[0]  # fsck's own wording
+
+
+def test_a_forged_manifest_with_a_recomputed_digest_is_caught_by_the_link(repointed):
+    """A forger who also rewrites the digest no longer matches what the link vouched for."""
+    reg = repointed
+    path = record_path(reg, "s", 1)
+    data = json.loads(path.read_text())
+    data["digest"] = version_digest([(f["path"], f["digest"], f["size"], f["executable"]) for f in data["files"]])
+    path.write_text(json.dumps(data))
+    assert_error(cli(reg, "pull", "classifier:v0", "-o", "out"), 1, "it was changed")
+    assert not (reg.path.parent / "out").exists()
+    listed = cli(reg, "ls", "classifier", "--json")
+    assert listed.returncode == 0 and json.loads(listed.stdout)[0]["dangling"] is False
+    assert any("s:v1" in w for w in warnings(listed.stderr)), listed.stderr
+
+
+# -- other bad objects: collection.json, index, aliases, history, config -----------------
+
+
+@pytest.mark.parametrize("breaker", BREAKERS.values(), ids=BREAKERS.keys())
+def test_a_bad_collection_json_hides_only_its_collection(reg, breaker):
+    breaker(coll_dir(reg, "other") / "collection.json")
+    listed = cli(reg, "ls", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [c["name"] for c in json.loads(listed.stdout)] == ["classifier", "m"]
+    assert any("other" in w and "collection.json" in w for w in warnings(listed.stderr)), listed.stderr
+    assert cli(reg, "show", "m:v2", "-q").returncode == 0
+    assert_error(cli(reg, "ls", "other"), 1, "collection.json")
+    assert_error(cli(reg, "show", "other:v0"), 1, "collection.json")
+    checked = cli(reg, "fsck", "--json")
+    assert checked.returncode == 1
+    assert "other" in {p["object"] for p in json.loads(checked.stdout)["problems"]}
+    assert cli(reg, "gc", "--grace", "0").returncode == 0
+
+
+def test_a_collection_that_never_held_a_version_is_not_listed(reg):
+    empty = coll_dir(reg, "empty")
+    (empty / "versions").mkdir(parents=True)
+    (empty / "aliases").mkdir()
+    (empty / "collection.json").write_text('{"format": 1, "kind": "artifact", "created": "", "description": ""}')
+    assert "empty" not in [c.name for c in Registry.open(reg.path).collections()]
+    listed = cli(reg, "ls", "-q")
+    assert listed.returncode == 0 and "empty" not in listed.stdout.split()
+
+
+INDEXES = {
+    "wrong-types": lambda stamp: json.dumps({"format": 1, "stamp": stamp, "versions": [
+        {"version": "0", "deleted": False, "digest": 5, "metadata": [1]}]}),
+    "not-sorted": lambda stamp: json.dumps({"format": 1, "stamp": stamp, "versions": [
+        {"version": 2, "deleted": False, "digest": "a" * 64}, {"version": 0, "deleted": False, "digest": "b" * 64}]}),
+    "bad-source": lambda stamp: json.dumps({"format": 1, "stamp": stamp, "versions": [
+        {"version": 0, "deleted": False, "digest": "a" * 64, "source": {"entity": 1}}]}),
+    "nested-too-deep": lambda stamp: "[" * 100_000 + "]" * 100_000,
+    "versions-not-a-list": lambda stamp: json.dumps({"format": 1, "stamp": stamp, "versions": 3}),
+}
+
+
+@pytest.mark.parametrize("index", INDEXES.values(), ids=INDEXES.keys())
+def test_a_bad_index_is_rebuilt_from_the_records(reg, index):
+    stamp = os.stat(coll_dir(reg, "m") / "versions").st_mtime_ns
+    (coll_dir(reg, "m") / "index.json").write_text(index(stamp))
+    rows = Registry.open(reg.path).versions("m")
+    assert [r.ref for r in rows] == ["m:v0", "m:v1", "m:v2"]
+    for args in (["ls", "m", "--json"], ["ls", "m"], ["ls", "--plain"], ["show", "m:v1", "--plain"]):
+        result = cli(reg, *args)
+        assert result.returncode == 0, (args, result.stderr)
+    assert cli(reg, "gc", "--grace", "0").returncode == 0
+
+
+def test_no_reader_blocks_on_a_fifo_index_alias_or_history(reg):
+    for path in (coll_dir(reg, "m") / "index.json", coll_dir(reg, "other") / "aliases" / "best",
+                 coll_dir(reg, "m") / "aliases" / "fifo", coll_dir(reg, "m") / "history.jsonl"):
+        path.unlink(missing_ok=True)
+        os.mkfifo(path)
+    checked = cli(reg, "fsck", "--json")  # first: a reader replaces the FIFO index with a real one
+    assert checked.returncode == 1
+    problems = json.loads(checked.stdout)["problems"]
+    assert {("index", "m"), ("alias", "other:best"), ("alias", "m:fifo"), ("history", "m")} <= \
+        {(p["kind"], p["object"]) for p in problems}, problems
+    for args in (["ls"], ["ls", "m"], ["show", "m:v1"], ["pull", "m:v1", "-o", "out"], ["gc", "--grace", "0"]):
+        result = cli(reg, *args)
+        assert result.returncode == 0, (args, result.stderr)
+    assert_error(cli(reg, "history", "m"), 1, "history.jsonl")
+
+
+def test_a_history_line_nested_ten_thousand_levels_deep(reg, tmp_path):
+    history = coll_dir(reg, "m") / "history.jsonl"
+    deep = b"[" * 10_000 + b"]" * 10_000
+    with history.open("ab") as f:
+        f.write(deep + b"\n" + deep)  # a whole line, and a last line without its newline
+    result = cli(reg, "history", "m", "--json")
+    assert result.returncode == 0, result.stderr
+    assert [e["event"] for e in json.loads(result.stdout)] == ["logged"] * 3
+    checked = cli(reg, "fsck", "--json")
+    assert checked.returncode == 1
+    assert ("history", "m") in {(p["kind"], p["object"]) for p in json.loads(checked.stdout)["problems"]}
+    assert cli(reg, "gc", "--grace", "0").returncode == 0
+    assert history.read_bytes().count(deep) == 2  # damaged, not torn: nothing dropped
+    logged = cli(reg, "log", str(make_tree(tmp_path / "new", {"n": "n"})), "-n", "m", "-q")
+    assert (logged.returncode, logged.stdout) == (0, "m:v3\n"), logged.stderr
+
+
+@pytest.mark.parametrize("content", [None, "[defaults]\nproject = " + "[" * 100_000, "defaults = 5\n"],
+                         ids=["fifo", "nested-too-deep", "section-not-a-table"])
+def test_a_bad_config_is_one_clean_error(reg, content):
+    config = reg.path / "config.toml"
+    config.unlink()
+    if content is None:
+        os.mkfifo(config)
+    else:
+        config.write_text(content)
+    assert_error(cli(reg, "ls"), 1, "config.toml")
+    with pytest.raises(Error) as caught:
+        Registry.open(reg.path)
+    assert caught.value.exit_code == 1
