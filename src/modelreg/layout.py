@@ -40,6 +40,11 @@ HEX64_RE = re.compile(HEX64_PATTERN)
 LATEST = "latest"
 KINDS = ("artifact", "registered")
 
+# Filesystem only. 0.1.0's `locks/gc.lock` is held for good by `upgrade` to keep 0.1.0 from
+# writing, so format 2's gc takes a lock of its own name.
+GC_LOCK = "locks/gc-2.lock"
+GC_LOCK_FORMAT1 = "locks/gc.lock"
+
 SEQ_DIGITS = 12
 CHANGE_RE = re.compile(r"([0-9]{%d})\.json" % SEQ_DIGITS)
 _FORMAT_LINE = re.compile(rb"^format\s*=\s*([0-9]+)\s*$", re.M)

@@ -265,9 +265,9 @@ class WriterRegistration:
     registered writer can never be collected before its manifest is published.
     """
 
-    def __init__(self, locks_dir: Path) -> None:
+    def __init__(self, locks_dir: Path, gc_lock: str = "gc.lock") -> None:
         self.writers = locks_dir / "writers"
-        self.gc_lock = locks_dir / "gc.lock"
+        self.gc_lock = locks_dir / gc_lock
         self.tmp_dir = locks_dir.parent / "tmp"
         self.path: Path | None = None
 

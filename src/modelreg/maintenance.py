@@ -194,7 +194,8 @@ def _lock_files(root: Path):
         if entry.name.endswith(".break"):
             yield Path(entry.path), "lock breaker file"
         elif entry.name.endswith(".lock"):
-            yield Path(entry.path), {"gc.lock": "gc lock", "config.lock": "config lock"}.get(entry.name, "lock")
+            yield Path(entry.path), {"gc.lock": "gc lock", "gc-2.lock": "gc lock",
+                                     "config.lock": "config lock"}.get(entry.name, "lock")
     for _, directory in _collection_dirs(root):
         for name, what in (("collection.lock", "collection lock"), ("collection.lock.break", "lock breaker file")):
             path = directory / name
@@ -772,7 +773,7 @@ class _Collector:
                 if record is not None and holder_is_dead(record):
                     self.take("lock", Path(entry.path), f"writer entry of {_holder(record)}", 0, None)
         for path, what in _lock_files(self.root):
-            if path.name == "gc.lock" and not self.dry_run:
+            if path == self.reg.gc_lock and not self.dry_run:
                 continue  # ours
             record = read_record(path)
             if record is None or not holder_is_dead(record):
@@ -833,7 +834,7 @@ def gc(registry, dry_run: bool = False, grace=None) -> GcResult:
             return _Collector(registry, seconds, dry_run=True).run()
         # On a full disk the lock falls back to a symlink and nothing else here writes, so
         # gc can always free the space that its own "disk full" hint sends users to free.
-        with FileLock(registry.path / "locks" / "gc.lock", "gc", tmp_dir=registry.path / "tmp"):
+        with FileLock(registry.gc_lock, "gc", tmp_dir=registry.path / "tmp"):
             collector = _Collector(registry, seconds, dry_run=False)
             collector.drain_writers()
             return collector.run()

@@ -600,7 +600,19 @@ CONFIG_LIST = Form(
 )
 
 # Every form, in the order the man pages list them.
+# The record is upgrade.upgrade()'s dict.
+UPGRADE = Form(
+    "upgrade", "object",
+    keys=(Field("upgraded", "`true` when this run upgraded the registry, `false` when it was already format 2",
+                get=lambda r: r["upgraded"]),
+          Field("format", "the registry's format now", get=lambda r: r["format"]),
+          Field("collections", "the number of collections upgraded", get=lambda r: r["collections"])),
+    columns=(Field("upgraded", "whether this run upgraded the registry", get=lambda r: r["upgraded"]),
+             Field("format", "the registry's format now", get=lambda r: r["format"]),
+             Field("collections", "the number of collections upgraded", get=lambda r: r["collections"])),
+)
+
 FORMS: tuple[Form, ...] = (
     INIT, LOG, LINK, ALIAS, UNALIAS, COLLECTIONS, VERSIONS, FILE, SHOW, PULL, DIFF, HISTORY, RM, GC, FSCK,
-    CONFIG_GET, CONFIG_LIST,
+    CONFIG_GET, CONFIG_LIST, UPGRADE,
 )

@@ -250,6 +250,7 @@ class Registry:
         validate_name(self.project, "project")
         self.fsync = bool(self.config.get("core.fsync"))
         self.format = self.config.format
+        self.gc_lock = self.path / (layout.GC_LOCK if self.format >= layout.FORMAT else layout.GC_LOCK_FORMAT1)
         self.storage = FsStorage(self.path, fsync=self.fsync)
         self.store = Store(self.path, fsync=self.fsync)
         self.created = False  # True when this call made the registry
@@ -481,7 +482,7 @@ class Registry:
         return self._log_result(coll, number, digest, new=new)
 
     def _writer(self):
-        return WriterRegistration(self.path / "locks")
+        return WriterRegistration(self.path / "locks", self.gc_lock.name)
 
     def _refuse_clash(self, coll, kind: str) -> None:
         """Refuse, before anything is written, a name taken by the other kind or by another case.
@@ -1041,6 +1042,18 @@ class Registry:
         from .maintenance import gc
 
         return gc(self, dry_run=dry_run, grace=grace)
+
+    def upgrade(self) -> dict:
+        """Upgrade a format-1 registry (0.1.0) to format 2 in place; nothing to do on format 2."""
+        from .upgrade import upgrade
+
+        try:
+            result = upgrade(self, self.notify)
+        except OSError as exc:
+            raise io_error(exc, "upgrading the registry") from None
+        if result["upgraded"]:
+            self.__init__(self.path, self.notify)  # reopen: the format changed
+        return result
 
     # -- config ----------------------------------------------------------------------
 

@@ -119,7 +119,10 @@ def _write_collection(storage: FsStorage, cid, old: Collection1, marks: dict) ->
             continue
         add[str(number)] = summary_of(record, new.put_manifest(record))
     events = [{k: v for k, v in e.items() if k != "holder"} for e in old.history() if e.get("event") != "lock-broken"]
-    record = {"format": layout.FORMAT, "seq": 0, "txid": os.urandom(16).hex(), "time": now(), "user": _user(),
+    # The record's time is what format 1 showed as `updated`, so `ls` reads the same after.
+    created = info.get("created", "")
+    times = [s.created for s in old.summaries()] + [created if isinstance(created, str) else "", old.history_time()]
+    record = {"format": layout.FORMAT, "seq": 0, "txid": os.urandom(16).hex(), "time": max(times), "user": _user(),
               "host": socket.gethostname(), "upgraded": {"from": 1}, "events": events, "add": add,
               "delete": delete, "aliases": old.aliases(), "next": (numbers[-1] + 1) if numbers else 0,
               "marks": [{"version": n, "link": t} for n, targets in sorted(marks.items()) for t in targets]}

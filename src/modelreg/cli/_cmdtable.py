@@ -205,6 +205,19 @@ TABLE = {
             ],
         },
         {
+            'name': 'upgrade',
+            'help': {'zsh': 'Upgrade a registry written by modelreg...', 'fish': 'Upgrade a registry written by modelreg...'},
+            'hidden': False,
+            'interspersed': True,
+            'ignore_unknown': False,
+            'params': [
+                {'param': 'option', 'name': 'json_mode', 'opts': ['--json'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Print exactly one JSON document on stdout.', 'fish': 'Print exactly one JSON document on stdout.'}, 'complete': None},
+                {'param': 'option', 'name': 'plain', 'opts': ['--plain'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Print tab-separated rows\\\\: no header, no colour, no truncation.', 'fish': 'Print tab-separated rows: no header, no colour, no truncation.'}, 'complete': None},
+                {'param': 'option', 'name': 'quiet', 'opts': ['-q', '--quiet'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Print only the essential ids on stdout, and nothing but errors on stderr.', 'fish': 'Print only the essential ids on stdout, and nothing but errors on stderr.'}, 'complete': None},
+                {'param': 'option', 'name': 'help', 'opts': ['-h', '--help'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Show this message and exit.', 'fish': 'Show this message and exit.'}, 'complete': None},
+            ],
+        },
+        {
             'name': 'fsck',
             'help': {'zsh': 'Check the registry\\\\: every blob, manifest,...', 'fish': 'Check the registry: every blob, manifest,...'},
             'hidden': False,

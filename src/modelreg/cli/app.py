@@ -544,6 +544,29 @@ def gc(
     out.report(forms.GC, reg.gc(dry_run=dry_run, grace=grace), human=lambda result: _gc_summary(out, result))
 
 
+@app.command()
+def upgrade(
+    ctx: typer.Context,
+    json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False,
+) -> None:
+    """Upgrade a registry written by modelreg 0.1.0 (format 1) to format 2.
+
+    Stops 0.1.0 writers first (a 0.1.0 process still running afterwards is refused, exit
+    4), writes every collection's history as its first change record, and sets format 2
+    last. Safe to interrupt and to run again; a format-2 registry is left as it is.
+
+    \b
+    Examples:
+      $ modelreg upgrade
+      $ modelreg --root /shared/models upgrade --json
+    """
+    out = Output(json_mode, plain, quiet)
+    reg = state(ctx).open(out)
+    out.report(forms.UPGRADE, reg.upgrade(), human=lambda r: out.write(
+        f"upgraded {_count(r['collections'], 'collection')} to format {r['format']}" if r["upgraded"]
+        else f"already format {r['format']}; nothing to do"))
+
+
 def _gc_summary(out: Output, result) -> None:
     dry_run = result.dry_run
     parts = [f"{_count(result.blobs, 'blob')} ({human_size(result.bytes)})"]
