@@ -46,6 +46,7 @@ FORMS = [
     ("config", "list"),
     ("fsck",),
     ("gc", "--dry-run", "--grace", "0"),
+    ("upgrade",),
 ]
 # Forms that change the registry: each runs once per mode on a fresh copy of the story.
 WRITES = [
@@ -280,7 +281,7 @@ CLI_FORMS = [
     ("config list", ("config", "list")), ("fsck", ("fsck",)), ("gc", ("gc", "--dry-run")), ("init", ("init",)),
     ("log", ("log", "ckpt2", "-n", "fresh")), ("link", ("link", "ckpt:v0", "classifier")),
     ("alias", ("alias", "ckpt:v0", "candidate")), ("alias --delete", ("alias", "--delete", "ckpt", "candidate")),
-    ("pull", ("pull", "ckpt:v1", "-o", "out")), ("rm", ("rm", "fresh", "--all")),
+    ("pull", ("pull", "ckpt:v1", "-o", "out")), ("rm", ("rm", "fresh", "--all")), ("upgrade", ("upgrade",)),
 ]
 
 

@@ -275,7 +275,7 @@ def test_cli_bad_meta_file_is_exit_2_naming_it(reg, mr, src, tmp_path, content, 
     assert_error(mr("log", src, "-n", "x", "--meta-file", meta), 2, "meta.json", needle)
     before.check()
     with pytest.raises(InvalidInput):
-        from modelreg.registry import load_meta_file
+        from modelreg.cli.metadata import load_meta_file
         load_meta_file(meta)
 
 

@@ -21,7 +21,7 @@ import os
 import socket
 from dataclasses import dataclass
 
-from . import layout
+from . import layout, provenance
 from . import manifest as mf
 from .collections import Summary
 from .errors import Conflict, Error, IntegrityError, NotFound
@@ -34,15 +34,6 @@ SNAPSHOT_TRIES = 3
 
 def dumps(doc: dict) -> bytes:
     return (json.dumps(doc, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
-
-
-def _user() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except Exception:  # no passwd entry, no USER: still record something
-        return str(os.getuid())
 
 
 # -- validating what is read -----------------------------------------------------------
@@ -354,7 +345,7 @@ class Collection:
             seq = state["seq"] + 1
             stamp = now()
             record = {"format": layout.FORMAT, "seq": seq, "txid": os.urandom(16).hex(), "time": stamp,
-                      "user": _user(), "host": socket.gethostname(),
+                      "user": provenance.user(), "host": socket.gethostname(),
                       "events": list(change.events),
                       "aliases": dict(sorted(change.aliases.items()))}
             for field in ("add", "delete", "marks", "unmarks"):

@@ -461,7 +461,9 @@ _EVENT = (
 HISTORY = Form(
     "history", "list",
     keys=(*_EVENT[:4], *(Field(f.name, f.doc, when=lambda e, n=f.name: n in e) for f in _EVENT[4:]),
-          Field("digest", "the version digest (`logged`, `linked`)", when=lambda e: "digest" in e)),
+          Field("digest", "the version digest (`logged`, `linked`)", when=lambda e: "digest" in e),
+          Field("host", "the host that made the change (not on events carried over from format 1)",
+                when=lambda e: "host" in e)),
     columns=_EVENT,
     row="event",
     open=True,

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import fnmatch
-import getpass
-import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
-from . import changes, layout, policy
+from . import changes, layout, policy, provenance
 from . import manifest as mf
 from .changes import Change
 from .collections import Collection, Summary, iter_collection_ids
@@ -20,185 +15,14 @@ from .config import REGISTRY_DIR, Config, default_location, find_registry
 from .errors import Conflict, Error, IntegrityError, InvalidInput, NotFound
 from .locks import FileLock, WriterRegistration
 from .records import AliasResult, CollectionInfo, Deleted, DiffResult, LogResult, PullResult, VersionInfo
-from .refs import (DEFAULT_ENTITY, DEFAULT_PROJECT, DIGEST_PREFIX_RE, LATEST, VERSION_RE, CollectionId, Ref,
-                   format_ref, parse_collection,
+from .refs import (DIGEST_PREFIX_RE, LATEST, VERSION_RE, CollectionId, Ref, format_ref, parse_collection,
                    parse_ref, parse_selector, validate_alias, validate_name)
-from .scan import basename, scan
+from .arguments import (alias_list, bool_arg, callable_arg, check_change, check_log_options, listed, path_arg,
+                        prepare_log, str_arg, str_list, unique, utf8_safe)
+from .query import filter_rows, sort_rows
 from .storage import FsStorage
 from .store import Store, io_error
 from .util import now, replace_file, temp_name
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no passwd entry, no USER: still record something
-        return str(os.getuid())
-
-
-# Documented limits (modelreg-log(1)). Metadata is read with every `ls NAME` and kept in
-# each collection's index; a bound keeps every reader fast and within Python's recursion limit.
-METADATA_MAX_DEPTH = 32  # levels of objects and lists, the top-level object included
-METADATA_MAX_BYTES = 1 << 20  # as compact UTF-8 JSON, as it is stored
-META_FILE_MAX_BYTES = 16 << 20  # a --meta-file larger than this is refused unread
-
-
-def _type_name(value: object) -> str:
-    return "None" if value is None else type(value).__name__
-
-
-def _utf8(text: str, what: str) -> str:
-    """A string that will be written as UTF-8 JSON: lone surrogates (bytes that were not
-    UTF-8 in argv or a file name) cannot be, and would fail only after the blobs are stored."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidInput(f"{what} is not valid UTF-8") from None
-    return text
-
-
-def _metadata_problem(metadata: dict) -> str | None:
-    """Why `metadata` cannot be stored, or None. Iterative, so that no depth (nor a cycle,
-    which only ever gets deeper) can exhaust the interpreter's stack."""
-    stack: list[tuple[object, int]] = [(metadata, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, (dict, list, tuple)):
-            if depth > METADATA_MAX_DEPTH:
-                return f"nests deeper than {METADATA_MAX_DEPTH} levels of objects and lists"
-            if isinstance(value, dict):
-                for key, item in value.items():
-                    if not isinstance(key, str):
-                        return f"has a key that is a {_type_name(key)}; keys must be strings"
-                    stack.append((key, depth + 1))
-                    stack.append((item, depth + 1))
-            else:
-                stack.extend((item, depth + 1) for item in value)
-        elif isinstance(value, str):
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                return "holds a string that is not valid UTF-8"
-        elif isinstance(value, float):
-            if value != value or value in (float("inf"), float("-inf")):
-                return "holds NaN or Infinity, which JSON cannot represent"
-        elif not (value is None or isinstance(value, int)):  # bool is an int
-            return f"holds a {_type_name(value)}, which JSON cannot represent"
-    return None
-
-
-def check_metadata(metadata: object, what: str = "metadata") -> dict:
-    """Metadata as it will be stored: a JSON object within the documented limits.
-
-    Returns a copy made from its JSON, so that what is stored is exactly what readers
-    will see (a tuple becomes a list) and later changes by the caller do not leak in.
-    """
-    if not isinstance(metadata, dict):
-        raise InvalidInput(f"{what} must be a JSON object, not {_type_name(metadata)}")
-    problem = _metadata_problem(metadata)
-    if problem:
-        raise InvalidInput(f"{what} {problem}",
-                           hint="keep large or deeply nested data in a file of the version instead"
-                           if problem.startswith("nests") else None)
-    try:
-        text = json.dumps(metadata, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
-    except (ValueError, TypeError) as exc:  # e.g. an int longer than Python will print
-        raise InvalidInput(f"{what} cannot be written as JSON: {exc}") from None
-    size = len(text.encode("utf-8"))
-    if size > METADATA_MAX_BYTES:
-        raise InvalidInput(f"{what} is {size} bytes as JSON; the limit is 1 MiB",
-                           hint="keep large data in a file of the version instead")
-    return json.loads(text)
-
-
-def parse_metadata_value(text: str):
-    """`-m key=value`: JSON when it parses (and is finite), else the plain string."""
-    def reject(token):
-        raise InvalidInput(f"metadata value {text!r} is not a finite number")
-
-    try:
-        return json.loads(text, parse_constant=reject)
-    except InvalidInput:
-        raise
-    except RecursionError:  # valid JSON, only too deep for the parser: not a string to keep
-        raise InvalidInput(f"metadata value nests deeper than {METADATA_MAX_DEPTH} levels of objects and lists") from None
-    except ValueError:
-        return text
-
-
-def parse_metadata_items(items: list[str]) -> dict:
-    result = {}
-    for item in _str_list(items, "metadata items", one=False):
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip():
-            raise InvalidInput(f"invalid metadata {item!r}", hint="use -m KEY=VALUE")
-        result[key.strip()] = parse_metadata_value(value)
-    return check_metadata(result)
-
-
-def load_meta_file(path: str | os.PathLike) -> dict:
-    """A --meta-file: a UTF-8 JSON object. Missing is exit 3; anything else wrong, exit 2."""
-    from .scan import shown_path
-
-    path = _path_arg(path, "metadata file")
-    shown = shown_path(path)
-    try:
-        # Read, not stat-then-read: `--meta-file <(jq ...)` is a pipe with no size.
-        with open(path, "rb") as handle:
-            raw = handle.read(META_FILE_MAX_BYTES + 1)
-    except (FileNotFoundError, NotADirectoryError):
-        if os.path.islink(path):
-            raise InvalidInput(f"metadata file {shown} is a dangling symlink") from None
-        raise NotFound(f"metadata file {shown} does not exist") from None
-    except IsADirectoryError:
-        raise InvalidInput(f"metadata file {shown} is a directory") from None
-    except OSError as exc:
-        raise InvalidInput(f"cannot read metadata file {shown}: {exc.strerror}") from None
-    if len(raw) > META_FILE_MAX_BYTES:
-        raise InvalidInput(f"metadata file {shown} is larger than 16 MiB",
-                           hint="metadata is limited to 1 MiB; keep large data in a file of the version")
-    try:
-        text = raw.decode("utf-8")  # a byte-order mark stays, and is refused as not JSON (RFC 8259 §8.1)
-    except UnicodeDecodeError as exc:
-        raise InvalidInput(f"metadata file {shown} is not UTF-8 text (byte {exc.start})",
-                           hint="save it as UTF-8 JSON") from None
-
-    def reject(token):
-        raise InvalidInput(f"metadata file {shown} holds {token}, which JSON cannot represent")
-    try:
-        data = json.loads(text, parse_constant=reject)
-    except RecursionError:
-        raise InvalidInput(f"metadata file {shown} nests deeper than {METADATA_MAX_DEPTH} levels "
-                           "of objects and lists") from None
-    except ValueError as exc:
-        raise InvalidInput(f"metadata file {shown} is not valid JSON: {exc}") from None
-    return check_metadata(data, f"metadata file {shown}")
-
-
-def _git_info(cwd: str) -> dict | None:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
-        if commit.returncode != 0:
-            return None
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                                capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
-
-
-def check_log_options(metadata, description, run, inputs, force, reason, on_progress=None) -> tuple[dict, list[str]]:
-    """Check `log`'s other arguments, before anything is scanned or written: (metadata, inputs).
-
-    The CLI also runs it before a first `log` creates a registry.
-    """
-    metadata = check_metadata({} if metadata is None else metadata)
-    _str_arg(description, "description", optional=True, stored=True)
-    _str_arg(run, "run", optional=True, stored=True)
-    _bool_arg(force, "force")
-    _str_arg(reason, "reason", optional=True, stored=True)
-    _callable_arg(on_progress, "on_progress")
-    return metadata, _str_list(inputs, "inputs")
 
 
 def _disk_errors(what: str):
@@ -214,27 +38,6 @@ def _disk_errors(what: str):
                 raise io_error(exc, what) from None
         return wrapper
     return decorate
-
-
-def prepare_log(paths, name: str | None, aliases, exclude, notify=None):
-    """Check what `log` was given, before anything is written: (name, aliases, files).
-
-    The CLI also runs it before a first `log` creates a registry, so that refused input
-    leaves no registry behind.
-    """
-    paths = [_path_arg(p, "a path to log") for p in _items(paths, "paths", one=True)]
-    name = _str_arg(name, "name", optional=True)
-    exclude = _str_list(exclude, "exclude", one=False)
-    if len(paths) > 1 and not name:
-        raise InvalidInput("several paths need a name", hint="add -n NAME")
-    if name is None:
-        if not paths:
-            raise InvalidInput("nothing to log")
-        name = basename(Path(paths[0]))
-    if ":" in name:
-        raise InvalidInput(f"invalid name {name!r}: a name for log takes no selector")
-    parse_collection(name, DEFAULT_ENTITY, DEFAULT_PROJECT)
-    return name, _alias_list(aliases), scan(paths, exclude, notify)
 
 
 class Registry:
@@ -442,7 +245,7 @@ class Registry:
         input_records = [self._input(text) for text in inputs]
         coll = self.collection(cid)
         self._refuse_clash(coll, "artifact")
-        producer = _utf8_safe(self._producer(run))
+        producer = utf8_safe(provenance.producer(run))
         protected = self._protected()
         with self._writer():
             from .statcache import StatCache
@@ -498,23 +301,8 @@ class Registry:
         coll, number, record, source = self._content(text)
         return {"ref": f"{source.artifact.full}:v{source.version}", "digest": source.digest}
 
-    def _producer(self, run: str | None) -> dict:
-        cwd = os.getcwd()
-        producer = {
-            "user": _user(),
-            "host": socket.gethostname(),
-            "cwd": cwd,
-            "command": list(sys.argv),
-        }
-        git = _git_info(cwd)
-        if git:
-            producer["git"] = git
-        if run is not None:
-            producer["run"] = run
-        return producer
-
     def _event(self, event: str, **fields) -> dict:
-        data = {"time": now(), "event": event, "user": _user()}
+        data = {"time": now(), "event": event, "user": provenance.user()}
         data.update({k: v for k, v in fields.items() if v is not None})
         return data
 
@@ -549,9 +337,9 @@ class Registry:
     def alias(self, ref: str, aliases, *, expect: str | None = None, force: bool = False,
               reason: str | None = None) -> AliasResult:
         """Point each alias at REF's version in REF's collection, all or none."""
-        _check_change(ref, force, reason)
-        _str_arg(expect, "expect", optional=True)
-        aliases = _alias_list(aliases)
+        check_change(ref, force, reason)
+        str_arg(expect, "expect", optional=True)
+        aliases = alias_list(aliases)
         if not aliases:
             raise InvalidInput("no alias given")
         self._writable()
@@ -577,9 +365,9 @@ class Registry:
         A bare name removes each alias wherever it points; `name:sel` requires that
         each points at that version.
         """
-        _check_change(ref, force, reason)
+        check_change(ref, force, reason)
         # A reserved name may still be removed: it may have been set before it was reserved.
-        aliases = _unique([validate_alias(a, removing=True) for a in _listed(aliases)])
+        aliases = unique([validate_alias(a, removing=True) for a in listed(aliases)])
         if not aliases:
             raise InvalidInput("no alias given")
         self._writable()
@@ -607,10 +395,10 @@ class Registry:
     @_disk_errors("linking")
     def link(self, ref: str, registered: str, *, aliases=(), description: str = "", force: bool = False,
              reason: str | None = None) -> LogResult:
-        _check_change(ref, force, reason)
-        _str_arg(registered, "registered model")
-        _str_arg(description, "description", optional=True, stored=True)
-        aliases = _alias_list(aliases)
+        check_change(ref, force, reason)
+        str_arg(registered, "registered model")
+        str_arg(description, "description", optional=True, stored=True)
+        aliases = alias_list(aliases)
         if ":" in registered:
             raise InvalidInput(f"invalid registered model {registered!r}: it takes no selector")
         self._writable()
@@ -720,7 +508,7 @@ class Registry:
     # -- reading ---------------------------------------------------------------------
 
     def show(self, ref: str) -> VersionInfo:
-        _str_arg(ref, "ref")
+        str_arg(ref, "ref")
         coll, number, record = self._locate(ref)
         aliases = self._aliases_of(coll, number)
         if coll.broken and max(coll.broken) > number:  # an unreadable newer record may be the latest
@@ -751,9 +539,9 @@ class Registry:
 
     def versions(self, name: str, *, sort: str | None = None, where=()) -> list[VersionInfo]:
         """The live versions of a collection (what `ls NAME` lists), read from summaries only."""
-        _str_arg(name, "name")
-        _str_arg(sort, "sort", optional=True)
-        where = _str_list(where, "where", one=False)
+        str_arg(name, "name")
+        str_arg(sort, "sort", optional=True)
+        where = str_list(where, "where", one=False)
         parsed = self.parse(name)
         if parsed.selector is not None:
             raise InvalidInput(f"{name!r} names a version, not a collection")
@@ -791,8 +579,8 @@ class Registry:
             else:
                 rows.append(VersionInfo(**base, digest=s.digest, size=s.size, metadata=s.metadata or {},
                                         file_count=s.files, links=tuple(backlinks.get(s.version, ()))))
-        rows = _filter(rows, where)
-        return _sort(rows, sort)
+        rows = filter_rows(rows, where)
+        return sort_rows(rows, sort)
 
     def _source_broken(self, ref: str, cid: CollectionId, number: int, digest: str) -> bool:
         """Whether a link's missing source is a bad record (warned), not a deleted one (dangling)."""
@@ -834,8 +622,8 @@ class Registry:
 
     def collections(self, project: str | None = None, *, kind: str | None = None) -> list[CollectionInfo]:
         """Every collection (what `ls` lists); `project` is `project` or `entity/project`."""
-        _str_arg(project, "project", optional=True)
-        _str_arg(kind, "kind", optional=True)
+        str_arg(project, "project", optional=True)
+        str_arg(kind, "kind", optional=True)
         scope = None
         if project is not None:
             parts = project.strip("/").split("/")
@@ -901,7 +689,7 @@ class Registry:
         an alias that is no longer set still names its past events, and vN names a deleted
         version too: history outlives both.
         """
-        _str_arg(ref, "ref")
+        str_arg(ref, "ref")
         parsed = self.parse(ref)
         coll = self.existing(parsed.collection)
         events = coll.history()
@@ -945,8 +733,8 @@ class Registry:
                        hint=f"`modelreg history {label}` lists every event")
 
     def diff(self, a: str, b: str) -> DiffResult:
-        _str_arg(a, "ref")
-        _str_arg(b, "ref")
+        str_arg(a, "ref")
+        str_arg(b, "ref")
         left, right = self.resolve(a), self.resolve(b)
         lf = {f.path: f for f in left.files}
         rf = {f.path: f for f in right.files}
@@ -967,8 +755,8 @@ class Registry:
     @_disk_errors("deleting")
     def rm(self, ref: str, *, all: bool = False, force: bool = False, reason: str | None = None) -> list[Deleted]:
         """Delete a version (or every version with all=True), leaving tombstones."""
-        _check_change(ref, force, reason)
-        _bool_arg(all, "all")
+        check_change(ref, force, reason)
+        bool_arg(all, "all")
         parsed = self.parse(ref)
         coll = self.existing(parsed.collection)
         if all and parsed.selector is not None:
@@ -1007,13 +795,13 @@ class Registry:
              force: bool = False, verify: bool | None = None, on_progress=None) -> PullResult:
         from .materialize import materialize
 
-        _str_arg(ref, "ref")
-        out = None if out is None else _path_arg(out, "out")
-        _str_arg(mode, "mode", optional=True)
-        files = _str_list(files, "files", one=False)
-        _bool_arg(force, "force")
-        _bool_arg(verify, "verify", optional=True)
-        _callable_arg(on_progress, "on_progress")
+        str_arg(ref, "ref")
+        out = None if out is None else path_arg(out, "out")
+        str_arg(mode, "mode", optional=True)
+        files = str_list(files, "files", one=False)
+        bool_arg(force, "force")
+        bool_arg(verify, "verify", optional=True)
+        callable_arg(on_progress, "on_progress")
         coll, number, record, source = self._content(ref)
         mode = mode or self.config.get("pull.mode")
         target = Path(out) if out is not None else Path.cwd() / f"{coll.id.name}-v{number}"
@@ -1058,9 +846,9 @@ class Registry:
     # -- config ----------------------------------------------------------------------
 
     def config_set(self, key: str, value) -> None:
-        _str_arg(key, "key")
+        str_arg(key, "key")
         if not isinstance(value, (str, bool)):
-            _str_list(value, f"the value of {key}", one=False)  # aliases.protected takes a list
+            str_list(value, f"the value of {key}", one=False)  # aliases.protected takes a list
         Config(self.config.path, {}).set(key, value)  # a bad key or value is refused before any lock
         with self._config_lock():
             # Read-modify-write under the lock: a parallel `config set` of another key is kept.
@@ -1087,184 +875,8 @@ class Registry:
             raise io_error(exc, "writing the config") from None
 
 
-def _unique(items: list[str]) -> list[str]:
-    return list(dict.fromkeys(items))
-
-
 # -- API argument checks: a wrong type is InvalidInput (exit 2) before anything is written,
 # never a TypeError from deep inside, nor a record that readers then refuse.
-
-
-def _str_arg(value, what: str, *, optional: bool = False, stored: bool = False):
-    """A string argument; `stored` ones are written into JSON and must be valid UTF-8."""
-    if value is None and optional:
-        return None
-    if not isinstance(value, str):
-        raise InvalidInput(f"{what} must be a string, not {_type_name(value)}")
-    return _utf8(value, what) if stored else value
-
-
-def _bool_arg(value, what: str, *, optional: bool = False):
-    """True or False only: `force="no"` would otherwise count as yes."""
-    if value is None and optional:
-        return None
-    if not isinstance(value, bool):
-        raise InvalidInput(f"{what} must be True or False, not {_type_name(value)}")
-    return value
-
-
-def _callable_arg(value, what: str):
-    if value is not None and not callable(value):
-        raise InvalidInput(f"{what} must be callable, not {_type_name(value)}")
-    return value
-
-
-def _path_arg(value, what: str) -> str:
-    """A str or os.PathLike path. Bytes are refused: names are stored as UTF-8 text."""
-    if isinstance(value, os.PathLike):
-        value = os.fspath(value)
-    if not isinstance(value, str):
-        raise InvalidInput(f"{what} must be a str or os.PathLike path, not {_type_name(value)}")
-    if not value:
-        raise InvalidInput(f"{what} is empty")  # Path("") would quietly mean the current directory
-    return value
-
-
-def _items(items, what: str, *, one: bool) -> list:
-    """A list argument. `one`: a lone string (or path) is one item, as in `aliases="best"`;
-    else it is refused, since iterating it would give one-letter items."""
-    if isinstance(items, (str, os.PathLike)):
-        if one:
-            return [items]
-        raise InvalidInput(f"{what} must be a list, not one string", hint=f"pass a list: [{items!r}]")
-    if items is None or isinstance(items, (bytes, bytearray, dict)):
-        raise InvalidInput(f"{what} must be a list, not {_type_name(items)}")
-    try:
-        return list(items)
-    except TypeError:
-        raise InvalidInput(f"{what} must be a list, not {_type_name(items)}") from None
-
-
-def _str_list(items, what: str, *, one: bool = True) -> list[str]:
-    result = _items(items, what, one=one)
-    for item in result:
-        if not isinstance(item, str):
-            raise InvalidInput(f"{what} must be strings, not {_type_name(item)}")
-    return result
-
-
-def _utf8_safe(value):
-    """Producer info (argv, cwd) as text that can be stored: bytes that are not UTF-8 become
-    `\\xNN`. It only describes where a version came from, so it is kept, not refused."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-            return value
-        except UnicodeEncodeError:
-            try:
-                return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-            except UnicodeEncodeError:
-                return value.encode("utf-8", "backslashreplace").decode("utf-8")
-    if isinstance(value, dict):
-        return {_utf8_safe(k): _utf8_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_utf8_safe(v) for v in value]
-    return value
-
-
-def _check_change(ref, force, reason) -> None:
-    """The arguments every changing command shares."""
-    _str_arg(ref, "ref")
-    _bool_arg(force, "force")
-    _str_arg(reason, "reason", optional=True, stored=True)
-
-
-def _listed(items, what: str = "aliases") -> list[str]:
-    """One string is one item (`aliases="best"`), not a sequence of one-letter aliases."""
-    return _str_list(items, what)
-
-
-def _alias_list(items) -> list[str]:
-    """Aliases to set, validated and deduplicated; checked before anything is written.
-
-    Two of them differing only by case, or one differing from the computed `latest`
-    only by case, would be aliases of one collection that differ only by case (exit 4).
-    """
-    aliases = _unique([validate_alias(a) for a in _listed(items)])
-    seen = {LATEST: LATEST}
-    for alias in aliases:
-        other = seen.setdefault(alias.casefold(), alias)
-        if other != alias:
-            raise Conflict(f"aliases {other!r} and {alias!r} differ only by case",
-                           hint="aliases of one collection may not differ only by case")
-    return aliases
-
-
-def _field_value(row: VersionInfo, field: str):
-    if field.startswith("metadata."):
-        return row.metadata.get(field[len("metadata."):], _MISSING)
-    return getattr(row, field)
-
-
-_MISSING = object()
-SORT_FIELDS = ("version", "created", "size")
-
-
-def _sort(rows: list[VersionInfo], sort: str | None) -> list[VersionInfo]:
-    if not sort:
-        return rows
-    descending = sort.startswith("-")
-    field = sort.lstrip("-")
-    if field not in SORT_FIELDS and not (field.startswith("metadata.") and len(field) > len("metadata.")):
-        raise InvalidInput(f"cannot sort by {field!r}", hint="sort by version, created, size or metadata.KEY")
-
-    def key(row: VersionInfo):
-        value = _field_value(row, field)
-        if value is _MISSING or value is None:
-            return (1, 0, "")
-        if isinstance(value, bool):
-            return (0, 0, int(value))
-        if isinstance(value, (int, float)):
-            return (0, 0, value)
-        return (0, 1, json.dumps(value, sort_keys=True) if not isinstance(value, str) else value)
-
-    present = [r for r in rows if key(r)[0] == 0]
-    missing = [r for r in rows if key(r)[0] == 1]
-    try:
-        present.sort(key=key, reverse=descending)
-    except TypeError:
-        present.sort(key=lambda r: str(key(r)), reverse=descending)
-    return present + missing  # rows without the field come last either way
-
-
-def _matches(value, wanted) -> bool:
-    """`--where` equality of JSON values: same kind and equal, all the way down.
-
-    `3` is the number (3.0 too), never the string "3"; `true` is not 1; `[1]` is not
-    `[true]` (Python's == says both are).
-    """
-    if isinstance(value, bool) or isinstance(wanted, bool):
-        return type(value) is type(wanted) and value == wanted
-    if isinstance(value, (int, float)) or isinstance(wanted, (int, float)):
-        return isinstance(value, (int, float)) and isinstance(wanted, (int, float)) and value == wanted
-    if isinstance(value, list) or isinstance(wanted, list):
-        return (isinstance(value, list) and isinstance(wanted, list) and len(value) == len(wanted)
-                and all(_matches(a, b) for a, b in zip(value, wanted)))
-    if isinstance(value, dict) or isinstance(wanted, dict):
-        return (isinstance(value, dict) and isinstance(wanted, dict) and value.keys() == wanted.keys()
-                and all(_matches(value[k], wanted[k]) for k in value))
-    return type(value) is type(wanted) and value == wanted
-
-
-def _filter(rows: list[VersionInfo], where) -> list[VersionInfo]:
-    for clause in where:
-        field, eq, text = clause.partition("=")
-        if not eq or not field.startswith("metadata.") or len(field) <= len("metadata."):
-            raise InvalidInput(f"invalid filter {clause!r}", hint="use --where metadata.KEY=VALUE")
-        wanted = parse_metadata_value(text)  # exactly as `-m KEY=VALUE` stored it
-        key = field[len("metadata."):]
-        rows = [r for r in rows if key in r.metadata and _matches(r.metadata[key], wanted)]
-    return rows
 
 
 def _create_registry(target: Path) -> tuple[Path, bool]:

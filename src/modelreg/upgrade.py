@@ -26,9 +26,9 @@ import socket
 import time
 from pathlib import Path
 
-from . import layout
+from . import layout, provenance
 from . import manifest as mf
-from .changes import Collection as Collection2, _user, dumps, summary_of
+from .changes import Collection as Collection2, dumps, summary_of
 from .collections import Collection as Collection1, iter_collection_ids
 from .errors import Error, LockTimeout
 from .locks import FileLock, live_writers
@@ -122,7 +122,7 @@ def _write_collection(storage: FsStorage, cid, old: Collection1, marks: dict) ->
     # The record's time is what format 1 showed as `updated`, so `ls` reads the same after.
     created = info.get("created", "")
     times = [s.created for s in old.summaries()] + [created if isinstance(created, str) else "", old.history_time()]
-    record = {"format": layout.FORMAT, "seq": 0, "txid": os.urandom(16).hex(), "time": max(times), "user": _user(),
+    record = {"format": layout.FORMAT, "seq": 0, "txid": os.urandom(16).hex(), "time": max(times), "user": provenance.user(),
               "host": socket.gethostname(), "upgraded": {"from": 1}, "events": events, "add": add,
               "delete": delete, "aliases": old.aliases(), "next": (numbers[-1] + 1) if numbers else 0,
               "marks": [{"version": n, "link": t} for n, targets in sorted(marks.items()) for t in targets]}

@@ -16,7 +16,9 @@ import typer
 from .. import __version__
 from .. import records as forms
 from ..errors import InvalidInput, NotFound
-from ..registry import Registry, check_log_options, load_meta_file, parse_metadata_items, prepare_log
+from ..arguments import check_log_options, prepare_log
+from ..registry import Registry
+from .metadata import load_meta_file, parse_metadata_items
 from . import callbacks
 from .output import Output, human_size, human_time, term_safe
 
