@@ -33,8 +33,8 @@ a `sync`. Workloads (SPEC §8; `--list`):
   dvc            log vs `dvc add` of the 2 GiB file in a fresh `dvc init --no-scm` repo
                  (dvc on PATH or /work/dvc-venv/bin/dvc; at most 2 runs: one takes 10-20 s)
 
-The 10,000 versions are written through the library (Collection.publish, fsync off), not
-by 10,000 CLI runs.
+The 10,000 versions are written through the library (stored as `log` stores them, made
+visible by one change record, fsync off), not by 10,000 CLI runs.
 
 The script is not part of the test suite and asserts nothing: a target missed is
 reported as `MISSED`, and the exit status is 0 unless a command failed.
@@ -326,41 +326,44 @@ def w_pull_copy(b: Bench) -> Result:
 def many_versions(b: Bench, count: int = 10_000) -> Path:
     """A registry whose artifact `resnet` has `count` versions, written through the library.
 
-    10,000 CLI runs would take many minutes; manifests are published with the same
-    `Collection.publish` the CLI uses, with fsync off (a cache of the run, not data).
+    10,000 CLI runs would take many minutes; the manifests are stored as `log` stores them
+    and made visible by one change record (fsync off while building: a cache of the run).
     """
     reg = b.tmp / "reg-ls"
     if (reg / ".modelreg").exists():
         return reg
     code = r"""
 import sys
-from pathlib import Path
 from modelreg import Registry, FileEntry
-from modelreg import manifest as mf
+from modelreg import changes, manifest as mf
 from modelreg.refs import parse_collection
 from modelreg.hashing import version_digest
 from modelreg.util import now
 
 reg = Registry.init(sys.argv[1])
+reg.config_set("core.fsync", "false")
+reg = Registry.open(reg.path)
 count = int(sys.argv[2])
 for name in ("resnet", "resnext", "bert"):
     cid = parse_collection(name, reg.entity, reg.project)
     coll = reg.collection(cid)
     coll.ensure("artifact")
-    coll.fsync = False
+    add = {}
     for n in range(count if name == "resnet" else 3):
         files = tuple(FileEntry(p, f"{n:016x}{i:048x}", 1000 * (i + 1) + n, False)
                       for i, p in enumerate(("config.json", "model.safetensors", "tokenizer.json")))
         digest = version_digest([(f.path, f.digest, f.size, f.executable) for f in files])
         created = now()
-        coll.publish(lambda v: mf.VersionManifest(
-            artifact=cid, version=v, digest=digest, size=sum(f.size for f in files), created=created,
+        record = mf.VersionManifest(
+            artifact=cid, version=n, digest=digest, size=sum(f.size for f in files), created=created,
             files=files, metadata={"epoch": n, "val_acc": round(0.5 + n / (2 * count), 6)},
-            description="", inputs=(), producer={"user": "bench", "time": created}))
-    coll.set_alias("best", count - 1 if name == "resnet" else 2)
+            description="", inputs=(), producer={"user": "bench", "time": created})
+        add[str(n)] = changes.summary_of(record, coll.put_manifest(record))
+    best = count - 1 if name == "resnet" else 2
+    coll.commit(lambda state: (changes.Change([{"event": "logged"}], {"best": best}, add=add), None))
+reg.config_set("core.fsync", "true")
 """
     subprocess.run([sys.executable, "-c", code, str(reg), str(count)], check=True, env=b.env)
-    time.sleep(0.2)  # past the index's racy window, so the first `ls` writes the index
     return reg
 
 
