@@ -198,3 +198,50 @@ def test_roff_escaping():
     assert manpage.esc("a\u2192b") == r"a\[u2192]b"
     assert manpage.prose_to_roff(".hidden and 'quoted'") == [".PP", r"\&.hidden and \(aqquoted\(aq"]
     assert manpage.prose_to_roff("`x` and *REF*") == [".PP", r"\fBx\fR and \fIREF\fR"]
+
+
+# -- (e) the format page ---------------------------------------------------------------------
+
+FORMAT_PAGE = MAN_DIR / "modelreg-format.5"
+
+
+def test_the_format_page_names_every_file_of_the_layout():
+    from modelreg import layout
+
+    text = FORMAT_PAGE.read_text().replace("\\-", "-").replace("\\fB", "").replace("\\fR", "").replace("\\fI", "")
+    prefix = layout.collection_prefix("e", "p", "n")
+    keys = (layout.CONFIG, layout.blob_key("ab" * 32), layout.claim_key("e", "p", "n"), layout.change_key(prefix, 0),
+            layout.manifest_key(prefix, "cd" * 32), layout.snapshot_key(prefix), layout.GC_LOCK, layout.GC_LOCK_FORMAT1)
+    for key in keys:
+        # The fixed parts of each key (not the names and digests filled in) must be on the page.
+        fixed = [part for part in key.split("/") if part not in ("e", "p", "n")
+                 and not re.fullmatch(r"[0-9a-f]{2,64}(\.json)?|[0-9]+\.json|ab+|cd+", part)]
+        missing = [part for part in fixed if part not in text]
+        assert fixed and not missing, f"modelreg-format(5) does not describe {key}: {missing}"
+    assert f"{layout.SEQ_DIGITS} decimal digits" in text
+    for field in ("txid", "events", "add", "delete", "aliases", "next", "marks"):
+        assert f"\\fB{field}" in text or f"B {field}" in text, field
+
+
+def test_the_format_page_is_installed_in_section_5():
+    import tomllib
+
+    data = tomllib.loads((MAN_DIR.parent / "pyproject.toml").read_text())
+    shared = data["tool"]["hatch"]["build"]["targets"]["wheel"]["shared-data"]
+    assert shared["man/modelreg-format.5"] == "share/man/man5/modelreg-format.5"
+    pages = {p.name for p in MAN_DIR.glob("*.1")}
+    assert {k.removeprefix("man/") for k, v in shared.items() if v.startswith("share/man/man1/")} == pages
+
+
+@pytest.mark.skipif(shutil.which("groff") is None, reason="groff is not installed")
+def test_groff_renders_the_format_page_without_warnings():
+    result = subprocess.run(["groff", "-man", "-Tutf8", "-ww", "-z", str(FORMAT_PAGE)], capture_output=True, text=True)
+    assert result.returncode == 0 and not result.stderr, result.stderr
+
+
+@pytest.mark.skipif(shutil.which("mandoc") is None, reason="mandoc is not installed")
+def test_mandoc_lint_finds_nothing_in_the_format_page():
+    result = subprocess.run(["mandoc", "-Tlint", "-W", "warning", str(FORMAT_PAGE)], capture_output=True, text=True)
+    complaints = [ln for ln in result.stdout.splitlines() + result.stderr.splitlines()
+                  if ln and "missing date" not in ln]
+    assert not complaints, "\n".join(complaints)
