@@ -520,8 +520,10 @@ def _command_page(
     examples += prose_to_roff(prose.get("examples"))
     page += [".SH EXAMPLES", *(examples or _text_lines("None."))]
 
-    see_also = [prog, *(f"{prog}-{s}" for s in prose.get("see_also", []))]
-    page += [".SH SEE ALSO", _line(",\n".join(_page_ref(s) for s in see_also))]
+    # `format(5)` in a page's see-also names a section-5 page (modelreg-format(5)).
+    see_also = [(prog, "1"), *((f"{prog}-{s[:-3]}", "5") if s.endswith("(5)") else (f"{prog}-{s}", "1")
+                               for s in prose.get("see_also", []))]
+    page += [".SH SEE ALSO", _line(",\n".join(_page_ref(name, section) for name, section in see_also))]
     return _finish(page)
 
 
@@ -547,7 +549,7 @@ def _top_page(prog: str, group: Any, pages: list[str], prose: Mapping[str, Any],
     page += [".SH FILES", *(prose_to_roff(prose.get("files")) or _text_lines("None."))]
     examples = _examples(help_parts.examples) + prose_to_roff(prose.get("examples"))
     page += [".SH EXAMPLES", *(examples or _text_lines("None."))]
-    refs = [_page_ref(p.removesuffix(".1")) for p in sorted(pages)]
+    refs = [_page_ref(p.removesuffix(".1")) for p in sorted(pages)] + [_page_ref(f"{prog}-format", "5")]
     page += [".SH SEE ALSO", _line(",\n".join(refs))]
     return _finish(page)
 
