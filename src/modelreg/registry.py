@@ -270,11 +270,11 @@ class Registry:
                         new, events = policy.set_aliases(state["aliases"], n, aliases, protected=protected,
                                                          force=force, label=self._label(coll), reason=reason)
                         return (Change(self._stamped(events), new) if events else None), (n, False)
-                if not stored_as:
-                    stored_as.append(coll.put_manifest(manifest))
                 number = state["next"]
                 new, events = policy.set_aliases(state["aliases"], number, aliases, protected=protected,
                                                  force=force, label=self._label(coll), reason=reason)
+                if not stored_as:  # after every check: a refused log stores no manifest
+                    stored_as.append(coll.put_manifest(manifest))
                 logged = self._event("logged", version=number, digest=digest, reason=reason)
                 return Change([logged, *self._stamped(events)], new,
                               add={str(number): changes.summary_of(manifest, stored_as[0])}), (number, True)
@@ -448,10 +448,10 @@ class Registry:
             if n is not None:
                 new, events = check_aliases(state, n)
                 return (Change(self._stamped(events), new) if events else None), (n, False)
-            if not stored_as:
-                stored_as.append(target.put_manifest(record))
             number = state["next"]
             new, events = check_aliases(state, number)
+            if not stored_as:
+                stored_as.append(target.put_manifest(record))
             linked = self._event("linked", version=number, source=source_ref, digest=source.digest, reason=reason)
             return Change([linked, *self._stamped(events)], new,
                           add={str(number): changes.summary_of(record, stored_as[0])}), (number, True)
