@@ -221,7 +221,7 @@ class FsStorage(Storage):
         from .locks import FileLock
 
         try:
-            with FileLock(final.with_name(final.name + ".lock"), f"{key}", timeout=wait):
+            with FileLock(final.with_name(final.name + ".lock"), key, timeout=wait, tmp_dir=self.root / "tmp"):
                 try:
                     current = _token(os.stat(final))
                 except FileNotFoundError:
