@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -100,13 +101,16 @@ class S3Endpoint:
 
     def requests(self, bucket: str) -> list[str]:
         """The request lines moto logged for `bucket` so far, oldest first."""
-        lines = self.log.read_text(errors="replace").splitlines()
-        return [line for line in lines if f" /{bucket}" in line and "HTTP/1.1" in line]
+        import re
+
+        mine = re.compile(r'"\S*(GET|PUT|HEAD|POST|DELETE) /%s[/? ]' % re.escape(bucket))
+        return [line for line in self.log.read_text(errors="replace").splitlines() if mine.search(line)]
 
 
-@pytest.fixture(scope="session")
-def s3_endpoint(tmp_path_factory):
-    """A real S3 endpoint for the whole session: `moto_server` on a free 127.0.0.1 port."""
+@contextlib.contextmanager
+def moto_server(directory: Path, **env: str):
+    """Run `moto_server` on a free 127.0.0.1 port until the block ends; an S3Endpoint.
+    Skips the test when moto is not installed or does not start."""
     import socket
     import time
     import urllib.error
@@ -119,10 +123,10 @@ def s3_endpoint(tmp_path_factory):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    log = directory / f"moto-{port}.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=out, env=env)
+        proc = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=out,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1", **env})
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -140,6 +144,13 @@ def s3_endpoint(tmp_path_factory):
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory):
+    """A real S3 endpoint for the whole session: `moto_server` on loopback."""
+    with moto_server(tmp_path_factory.mktemp("moto")) as endpoint:
+        yield endpoint
 
 
 @pytest.fixture

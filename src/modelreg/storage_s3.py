@@ -219,6 +219,9 @@ class ObjectStorage(Storage):
         elif "timed out" in text.lower() or "TimedOut" in text or "Timeout" in text:
             cause, hint = "timed out", "check the network; `remote.timeout` sets how long to retry"
             message = f"{where}: no answer{gave_up}"
+        elif "IncompleteMessage" in text or "connection closed" in text.lower() or "reset by peer" in text:
+            cause, hint = "connection closed", "check the endpoint (AWS_ENDPOINT_URL): is it an S3 service?"
+            message = f"{where}: the connection was closed without an answer{gave_up}"
         elif status is not None:
             cause, hint = f"status {status}", None
             message = f"{where}: {op} {key or '/'} failed: status {status}{f' {code}' if code else ''}"
@@ -232,7 +235,7 @@ class ObjectStorage(Storage):
             # obstore's first line holds the request URL but never a credential
             message = f"{where}: {op} {key or '/'} failed: {_first_line(exc)[:300]}"
         error = RemoteError(message, hint, cause)
-        if cause in ("connection refused", "unknown host", "timed out", "connection failed"):
+        if cause in ("connection refused", "unknown host", "timed out", "connection closed", "connection failed"):
             self._down = (time.monotonic() + self.timeout, error)
         return error
 
