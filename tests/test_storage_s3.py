@@ -259,6 +259,26 @@ def test_bad_credentials_are_access_denied(tmp_path, secret_env):
             assert "AWS credentials" in caught.value.hint
 
 
+def test_credentials_come_from_a_profile_and_their_absence_is_named(s3_bucket, monkeypatch, tmp_path):
+    pytest.importorskip("boto3", reason="profiles are read through boto3")
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
+        monkeypatch.delenv(key, raising=False)
+    # no instance role here, whatever machine runs the tests
+    monkeypatch.setenv("AWS_METADATA_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    with pytest.raises(RemoteError) as caught:
+        ObjectStorage(f"s3://{s3_bucket}/reg", timeout=2).create("k", b"1")
+    assert_one_line(caught.value, "no AWS credentials")
+    aws = tmp_path / "home" / ".aws"
+    aws.mkdir()
+    (aws / "credentials").write_text(f"[team]\naws_access_key_id = AKIAMODELREGTEST\naws_secret_access_key = {SECRET}\n")
+    monkeypatch.setenv("AWS_PROFILE", "team")
+    assert ObjectStorage(f"s3://{s3_bucket}/reg", timeout=2).create("k", b"1")
+    monkeypatch.setenv("AWS_PROFILE", "nobody")
+    with pytest.raises(InvalidInput) as caught:
+        ObjectStorage(f"s3://{s3_bucket}/reg", timeout=2)
+    assert "nobody" in str(caught.value) and SECRET not in str(caught.value)
+
+
 def test_without_the_extra_a_url_is_invalid_input_naming_it(monkeypatch):
     for name in ("obstore", "obstore.store", "obstore.exceptions"):
         monkeypatch.setitem(sys.modules, name, None)  # as if not installed

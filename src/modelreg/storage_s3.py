@@ -168,6 +168,9 @@ class ObjectStorage(Storage):
             raise
         except Exception as exc:  # a bad AWS_* setting in the environment
             raise InvalidInput(f"{self.url}: cannot configure the S3 client: {_first_line(exc)[:300]}") from None
+        metadata = environ.get("AWS_METADATA_ENDPOINT") or "http://169.254.169.254"
+        self._credential_sources = (metadata.rstrip("/") + "/", "169.254.170.2", "/latest/api/token",
+                                    "AssumeRoleWithWebIdentity")
         self._down: tuple[float, RemoteError] | None = None
         self._bucket_seen = False
 
@@ -202,7 +205,14 @@ class ObjectStorage(Storage):
         where = f"{self.url} (endpoint {self.endpoint})"
         gave_up = f"; gave up after {self.timeout:g} s"
         errors = self._errors
-        if code == "NoSuchBucket" or (status == 404 and op == "list"):
+        if any(m in text for m in self._credential_sources):
+            # object_store found no key in the environment and asked the instance or
+            # container metadata service, which is not there or said no
+            cause = "no credentials"
+            message = (f"{where}: no AWS credentials found (environment, profile, web identity, "
+                       f"container or instance role){gave_up if 'Connect' in text else ''}")
+            hint = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (needs boto3)"
+        elif code == "NoSuchBucket" or (status == 404 and op == "list"):
             cause, hint = "no such bucket", f"create the bucket {self.bucket!r} first, or check the URL"
             message = f"{where}: no such bucket {self.bucket!r}"
         elif (isinstance(exc, (errors.PermissionDeniedError, errors.UnauthenticatedError)) or status in (401, 403)
@@ -235,7 +245,8 @@ class ObjectStorage(Storage):
             # obstore's first line holds the request URL but never a credential
             message = f"{where}: {op} {key or '/'} failed: {_first_line(exc)[:300]}"
         error = RemoteError(message, hint, cause)
-        if cause in ("connection refused", "unknown host", "timed out", "connection closed", "connection failed"):
+        if cause in ("connection refused", "unknown host", "timed out", "connection closed", "connection failed",
+                     "no credentials"):
             self._down = (time.monotonic() + self.timeout, error)
         return error
 
