@@ -5,7 +5,9 @@ and faults that end in one line naming the endpoint and the cause."""
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -164,6 +166,20 @@ def test_a_create_that_happened_but_answered_with_an_error_is_recognised(s3):
         "000000000000.json"]
 
 
+def test_an_endpoint_given_wins_over_the_environment_and_calls_work_inside_an_event_loop(
+        s3_endpoint, s3_bucket, monkeypatch):
+    import asyncio
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{closed_port()}")
+    s3 = ObjectStorage(f"s3://{s3_bucket}/reg", endpoint=s3_endpoint.url, timeout=3)
+    assert s3.create("k", b"1")
+
+    async def from_async_code():  # a notebook or an async service calling the library
+        return s3.read("k"), [i.key for i in s3.list("")]
+
+    assert asyncio.run(from_async_code()) == (b"1", ["k"])
+
+
 # -- faults ---------------------------------------------------------------------------------
 
 
@@ -292,3 +308,26 @@ def test_without_the_extra_a_url_is_invalid_input_naming_it(monkeypatch):
 def test_a_bad_url_is_invalid_input(url):
     with pytest.raises(InvalidInput):
         ObjectStorage(url)
+
+
+def test_ctrl_c_interrupts_a_request_that_is_still_retrying(secret_env):
+    script = (
+        "import sys\n"
+        "from modelreg.storage_s3 import ObjectStorage\n"
+        "s3 = ObjectStorage('s3://some-bucket/reg', endpoint=sys.argv[1], timeout=120)\n"
+        "print('started', flush=True)\n"
+        "try:\n"
+        "    s3.read('config.toml')\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script, f"http://127.0.0.1:{closed_port()}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "started\n"
+        time.sleep(0.5)  # into the retries (sooner only makes the test easier)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)  # not the 120 s of retrying
+    finally:
+        proc.kill()
+        proc.wait()
+    assert out == "interrupted\n", err

@@ -31,6 +31,7 @@ a command that makes several requests still ends in about `timeout`, not a multi
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import time
@@ -122,9 +123,8 @@ class ObjectStorage(Storage):
     Tokens for replace-if-unchanged are ETags. Times are the store's Last-Modified.
     """
 
-    def __init__(self, url: str, endpoint: str | None = None, timeout: float = DEFAULT_TIMEOUT,
-                 environ=None) -> None:
-        environ = os.environ if environ is None else environ
+    def __init__(self, url: str, endpoint: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
+        environ = os.environ  # obstore reads the rest of its settings from it too
         self.bucket, self.prefix = parse_url(url)
         self.url = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
         self.timeout = float(timeout)
@@ -157,7 +157,8 @@ class ObjectStorage(Storage):
                              "max_backoff": timedelta(seconds=max(step / 2, 0.2)), "base": 2}}
         config = {}
         if endpoint:
-            config["endpoint"] = endpoint
+            # obstore would let AWS_ENDPOINT_URL_S3 win over an endpoint given here
+            config["endpoint"] = config["aws_endpoint_url_s3"] = endpoint
         if region:
             config["region"] = region
         try:
@@ -176,21 +177,22 @@ class ObjectStorage(Storage):
 
     # -- errors ----------------------------------------------------------------------
 
-    def _call(self, op: str, key: str, fn):
-        """Run one request; obstore's errors that are not answers become RemoteError."""
+    def _call(self, op: str, key: str, request):
+        """Run one request (a coroutine function); obstore's errors that are not answers
+        become RemoteError."""
         if self._down is not None:
             until, error = self._down
             if time.monotonic() < until:
                 raise RemoteError(error.message, error.hint, error.cause)
             self._down = None
         try:
-            result = fn()
+            result = _run(request)
         except (self._errors.AlreadyExistsError, self._errors.PreconditionError):
             raise
         except FileNotFoundError as exc:  # obstore's NotFoundError
             if "NoSuchBucket" in str(exc):
                 raise self._failure(op, key, exc) from None
-            raise KeyMissing(2, "no such key", key) from None
+            raise KeyMissing(errno.ENOENT, "no such key", key) from None
         except Exception as exc:
             raise self._failure(op, key, exc) from None
         self._bucket_seen = True
@@ -253,13 +255,15 @@ class ObjectStorage(Storage):
     # -- the interface ---------------------------------------------------------------
 
     def read_token(self, key: str) -> tuple[bytes, str]:
-        result = self._call("get", key, lambda: self._ob.get(self._store, key))
-        data = self._call("get", key, lambda: bytes(result.bytes()))
-        return data, result.meta.get("e_tag") or ""
+        async def get():
+            result = await self._ob.get_async(self._store, key)
+            return bytes(await result.bytes_async()), result.meta.get("e_tag") or ""
+
+        return self._call("get", key, get)
 
     def stat(self, key: str) -> Listed | None:
         try:
-            meta = self._call("head", key, lambda: self._ob.head(self._store, key))
+            meta = self._call("head", key, lambda: self._ob.head_async(self._store, key))
         except KeyMissing:
             # A HEAD's 404 has no body: a missing bucket looks like a missing key.
             self._check_bucket()
@@ -282,9 +286,9 @@ class ObjectStorage(Storage):
         head, _, stem = prefix.rpartition("/")
         found: list[Listed] = []
 
-        def run():
+        async def run():
             stream = self._ob.list(self._store, prefix=head or None, offset=start_after, chunk_size=1000)
-            for chunk in stream:
+            async for chunk in stream:
                 for meta in chunk:
                     path = meta["path"]
                     if not path.startswith(prefix):
@@ -299,7 +303,7 @@ class ObjectStorage(Storage):
 
     def create(self, key: str, data: bytes) -> bool:
         try:
-            self._call("put", key, lambda: self._ob.put(self._store, key, data, mode="create"))
+            self._call("put", key, lambda: self._ob.put_async(self._store, key, data, mode="create"))
         except (self._errors.AlreadyExistsError, self._errors.PreconditionError):
             return False
         except RemoteError as exc:
@@ -312,7 +316,7 @@ class ObjectStorage(Storage):
         if token is None:
             return self.create(key, data)
         try:
-            self._call("put", key, lambda: self._ob.put(self._store, key, data, mode={"e_tag": token}))
+            self._call("put", key, lambda: self._ob.put_async(self._store, key, data, mode={"e_tag": token}))
         except (self._errors.AlreadyExistsError, self._errors.PreconditionError, KeyMissing):
             return False
         except RemoteError as exc:
@@ -322,14 +326,37 @@ class ObjectStorage(Storage):
         return True
 
     def put(self, key: str, data: bytes) -> None:
-        self._call("put", key, lambda: self._ob.put(self._store, key, data, mode="overwrite"))
+        self._call("put", key, lambda: self._ob.put_async(self._store, key, data, mode="overwrite"))
 
     def delete(self, key: str) -> bool:
         # S3 answers a DELETE alike whether or not the key existed; a HEAD tells.
         if self.stat(key) is None:
             return False
-        self._call("delete", key, lambda: self._ob.delete(self._store, key))
+        self._call("delete", key, lambda: self._ob.delete_async(self._store, key))
         return True
+
+
+def _run(request):
+    """Await `request()` from synchronous code.
+
+    Through asyncio rather than obstore's blocking calls: those hold the thread inside
+    Rust until the request ends, retries included, so Ctrl-C would wait up to the whole
+    timeout; asyncio.run cancels the request at once and raises KeyboardInterrupt. Under
+    a running event loop (a notebook), the request runs on a loop of its own in a thread.
+    """
+    import asyncio
+
+    async def main():
+        return await request()
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(main())
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, main()).result()
 
 
 def probe_create_only(storage: Storage) -> bool:
