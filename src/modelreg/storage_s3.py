@@ -2,11 +2,15 @@
 
 Built on obstore (the Python bindings of Rust's `object_store`), which sends real
 conditional writes both ways — create-only as `If-None-Match: *` and
-replace-if-unchanged as `If-Match: <ETag>` — and does parallel multipart uploads. s3fs
-offers create-only but no compare-and-swap; boto3 can send both headers on a plain
-`put_object` but its managed multipart `upload_file` takes neither, and it is far
-heavier to import. obstore is an optional extra (`pip install 'modelreg[s3]'`) and is
-imported only when a URL is used.
+replace-if-unchanged as `If-Match: <ETag>` — and does parallel multipart uploads, for
+S3, GCS and Azure alike. Not both in one upload: with a conditional mode obstore sends
+one plain PUT (checked with 0.12 on moto), which suits the format — records, claims and
+snapshots are small, and blobs are named by their content, so they go unconditionally
+(multipart) after a HEAD. s3fs offers create-only but no compare-and-swap; boto3 sends
+both headers on `put_object` and `complete_multipart_upload`, but its managed
+`upload_file` allows neither (s3transfer 0.19), and it is far heavier to import.
+obstore is an optional extra (`pip install 'modelreg[s3]'`), imported only when a URL
+is used.
 
 Where things come from:
 - the URL `s3://BUCKET/PREFIX`: every key lives under PREFIX;
