@@ -239,7 +239,9 @@ class ObjectStorage(Storage):
             cause, hint = "connection closed", "check the endpoint (AWS_ENDPOINT_URL): is it an S3 service?"
             message = f"{where}: the connection was closed without an answer{gave_up}"
         elif status is not None:
-            cause, hint = f"status {status}", None
+            cause = f"status {status}"
+            hint = ("the bucket may be in another region: set AWS_REGION"
+                    if status == 301 or code in ("PermanentRedirect", "AuthorizationHeaderMalformed") else None)
             message = f"{where}: {op} {key or '/'} failed: status {status}{f' {code}' if code else ''}"
             if status >= 500:
                 message += gave_up
