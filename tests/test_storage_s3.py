@@ -286,7 +286,8 @@ def test_credentials_come_from_a_profile_and_their_absence_is_named(s3_bucket, m
     assert_one_line(caught.value, "no AWS credentials")
     aws = tmp_path / "home" / ".aws"
     aws.mkdir()
-    (aws / "credentials").write_text(f"[team]\naws_access_key_id = AKIAMODELREGTEST\naws_secret_access_key = {SECRET}\n")
+    (aws / "credentials").write_text(
+        f"[team]\naws_access_key_id = AKIAMODELREGTEST\naws_secret_access_key = {SECRET}\n")
     monkeypatch.setenv("AWS_PROFILE", "team")
     assert ObjectStorage(f"s3://{s3_bucket}/reg", timeout=2).create("k", b"1")
     monkeypatch.setenv("AWS_PROFILE", "nobody")
