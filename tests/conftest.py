@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -72,3 +73,94 @@ def run(*args, cwd=None, env=None, check=False):
     """Run the installed command as a real process."""
     return subprocess.run([sys.executable, "-m", "modelreg", *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, check=check)
+
+
+class S3Endpoint:
+    """A moto_server on loopback: a real S3 HTTP endpoint; requests are counted from its log."""
+
+    def __init__(self, url: str, log: Path) -> None:
+        self.url = url
+        self.log = log
+        self._client = None
+        self._serial = 0
+
+    def client(self):
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client("s3", endpoint_url=self.url, region_name="us-east-1",
+                                        aws_access_key_id="testing", aws_secret_access_key="testing")
+        return self._client
+
+    def make_bucket(self) -> str:
+        """A new, empty bucket with a name no other test uses."""
+        self._serial += 1
+        name = f"mr-test-{os.getpid()}-{self._serial}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def requests(self, bucket: str) -> list[str]:
+        """The request lines moto logged for `bucket` so far, oldest first."""
+        import re
+
+        mine = re.compile(r'"\S*(GET|PUT|HEAD|POST|DELETE) /%s[/? ]' % re.escape(bucket))
+        return [line for line in self.log.read_text(errors="replace").splitlines() if mine.search(line)]
+
+
+@contextlib.contextmanager
+def moto_server(directory: Path, **env: str):
+    """Run `moto_server` on a free 127.0.0.1 port until the block ends; an S3Endpoint.
+    Skips the test when moto is not installed or does not start."""
+    import socket
+    import time
+    import urllib.error
+    import urllib.request
+
+    binary = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or shutil.which("moto_server")
+    if not binary:
+        pytest.skip("moto_server is not installed (pip install 'moto[server]')")
+    pytest.importorskip("boto3", reason="boto3 makes the test buckets")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = directory / f"moto-{port}.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=out,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1", **env})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(url + "/", timeout=2).close()
+                break
+            except urllib.error.HTTPError:
+                break  # it answers
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.skip(f"moto_server did not start: {log.read_text(errors='replace')[-500:]}")
+                time.sleep(0.1)
+        yield S3Endpoint(url, log)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory):
+    """A real S3 endpoint for the whole session: `moto_server` on loopback."""
+    with moto_server(tmp_path_factory.mktemp("moto")) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint, monkeypatch):
+    """A fresh bucket on the loopback endpoint, with the environment pointing at it; the
+    bucket's name. Credentials are dummies: moto accepts any."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint.url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+    return s3_endpoint.make_bucket()

@@ -1,7 +1,7 @@
 """Format 2's commit protocol on the storage interface, without the registry around it:
 create-only change records, numbers given by records, a lost response recognised as a
 win, case-folded name claims, snapshots that never move backward, and the same
-behaviour on the filesystem and in memory."""
+behaviour on the filesystem, in memory and on a real S3 endpoint (moto on loopback)."""
 
 from __future__ import annotations
 
@@ -20,10 +20,15 @@ from modelreg.storage import FsStorage, KeyMissing, LostResponse, MemoryStorage
 DIGEST = "ab" * 32
 
 
-@pytest.fixture(params=["memory", "fs"])
+@pytest.fixture(params=["memory", "fs", "s3"])
 def storage(request, tmp_path):
     if request.param == "memory":
         return MemoryStorage()
+    if request.param == "s3":
+        pytest.importorskip("obstore", reason="the s3 extra is not installed")
+        from modelreg.storage_s3 import ObjectStorage
+
+        return ObjectStorage(f"s3://{request.getfixturevalue('s3_bucket')}/team/reg", timeout=10)
     (tmp_path / "reg" / "tmp").mkdir(parents=True)
     return FsStorage(tmp_path / "reg", fsync=False)
 
@@ -67,8 +72,7 @@ def test_identical_content_is_one_version(storage):
     assert (number, record) == (0, None)
 
 
-def test_a_writer_that_lost_the_race_rechecks_against_the_new_state():
-    storage = MemoryStorage()
+def test_a_writer_that_lost_the_race_rechecks_against_the_new_state(storage):
     a, b = Collection(storage, cid()), Collection(storage, cid())
     a.ensure("artifact")
     calls = []
