@@ -45,6 +45,12 @@ KINDS = ("artifact", "registered")
 GC_LOCK = "locks/gc-2.lock"
 GC_LOCK_FORMAT1 = "locks/gc.lock"
 
+# Format 1 (0.1.0), read until `modelreg upgrade`: collections/<e>/<p>/<name>/ holds
+# collection.json, versions/v<N>.json (manifest, link record or tombstone), aliases/<alias>
+# holding "v<N>\n", history.jsonl.
+VERSION_FILE_RE = re.compile(VERSION_PATTERN + r"\.json")
+ALIAS_LINE_RE = re.compile(VERSION_PATTERN + r"\n?")
+
 SEQ_DIGITS = 12
 CHANGE_RE = re.compile(r"([0-9]{%d})\.json" % SEQ_DIGITS)
 _FORMAT_LINE = re.compile(rb"^format\s*=\s*([0-9]+)\s*$", re.M)
@@ -221,15 +227,20 @@ def _load(path: str):
         return None
 
 
-def local_claims(root: str, entity: str, project: str) -> list[dict]:
-    """The claims of one project of a local registry: [{"name", "kind"}]."""
+def local_claims(root: str, entity: str, project: str, start: str = "") -> list[dict]:
+    """The claims of one project of a local registry: [{"name", "kind"}]; with `start`,
+    only names that may begin with it (file names are folded: the test is on the folded
+    form, so TAB reads only the claims it may offer)."""
     base = os.path.join(root, "names", entity, project)
     try:
         names = sorted(os.listdir(base))
     except OSError:
         return []
+    folded = start.casefold()
     found = []
     for file in names:
+        if folded and not file.startswith(folded):
+            continue
         doc = _load(os.path.join(base, file))
         if isinstance(doc, dict) and isinstance(doc.get("name"), str) and NAME_RE.fullmatch(doc["name"]) \
                 and doc.get("kind") in KINDS and file == doc["name"].casefold() + ".json":
