@@ -155,6 +155,7 @@ def test_tab_offers_what_ls_lists(scenario, tmp_path, files):
     reg = tmp_path / "reg"
     build(reg, files, SCENARIOS[scenario])
     rows = assert_tab_offers_what_ls_lists(reg, clean_env())
+    assert_liveness_agrees(reg)
     names = {short(r) for r in rows}
     # the comparison means something only if the scenario's point came through
     expect = {"a deleted version": {"solo", "resnet"}, "rm --all": {"kept"}, "rm --all, then logged again": {"back"},
@@ -168,6 +169,43 @@ def test_tab_offers_what_ls_lists(scenario, tmp_path, files):
         assert [r["versions"] for r in rows if r["name"] == "solo"] == [0]
         os.chdir(reg)
         assert tab(["pull"], "so", {}) == ["solo"] and tab(["pull"], "solo:", {}) == []
+
+
+def assert_liveness_agrees(reg: Path) -> None:
+    """layout's quick liveness test (TAB's) gives what the full state gives, for every claim."""
+    from modelreg import layout
+
+    root = str(reg / ".modelreg")
+    for claim in sorted((reg / ".modelreg" / "names").glob("*/*/*.json")):
+        entity, project = claim.parent.parent.name, claim.parent.name
+        name = json.loads(claim.read_text())["name"]
+        full = layout.is_live_collection(layout.local_state(root, entity, project, name))
+        assert layout.local_is_live(root, entity, project, name) == full, (entity, project, name)
+
+
+@pytest.mark.parametrize("snapshot", ["missing", "behind", "reformatted", "torn"])
+def test_a_snapshot_that_is_missing_behind_or_odd_changes_nothing(snapshot, tmp_path, files):
+    """TAB reads only the head and tail of a snapshot; whatever state it is in, TAB still
+    offers what `ls` lists (the records after the snapshot decide)."""
+    reg = tmp_path / "reg"
+    build(reg, files, [["log", "@/a", "-n", "back"], ["log", "@/a", "-n", "solo"], ["log", "@/b", "-n", "emptied"]])
+    base = reg / ".modelreg" / "collections" / "local" / "default"
+    early = {n: (base / n / "snapshot.json").read_bytes() for n in ("back", "solo", "emptied")}
+    build(reg, files, [["rm", "back", "--all"], ["log", "@/c", "-n", "back"], ["rm", "solo:v0"],
+                       ["rm", "emptied", "--all"]])
+    for name, old in early.items():
+        path = base / name / "snapshot.json"
+        if snapshot == "missing":
+            path.unlink()
+        elif snapshot == "behind":
+            path.write_bytes(old)
+        elif snapshot == "reformatted":
+            path.write_text(json.dumps(json.loads(path.read_bytes()), indent=1))
+        else:
+            path.write_bytes(path.read_bytes()[:-20])
+    assert_liveness_agrees(reg)
+    rows = assert_tab_offers_what_ls_lists(reg, clean_env())
+    assert sorted((r["name"], r["versions"]) for r in rows) == [("back", 1), ("solo", 0)]
 
 
 def test_through_the_entry_point_and_the_library(tmp_path, files):

@@ -67,9 +67,13 @@ class RegistryView:
             return layout.local_state(self.path, entity, project, name)
         return _format1_collection(os.path.join(self.path, "collections", entity, project, name))
 
+    def is_live(self, entity: str, project: str, name: str) -> bool:
+        if self.format >= layout.FORMAT:
+            return layout.local_is_live(self.path, entity, project, name)
+        return layout.is_live_collection(self.state(entity, project, name))
+
     def _live_in(self, entity: str, project: str) -> bool:
-        return any(layout.is_live_collection(self.state(entity, project, name))
-                   for name, _ in self._claims(entity, project))
+        return any(self.is_live(entity, project, name) for name, _ in self._claims(entity, project))
 
     def names(self, incomplete: str, registered: bool = False) -> list[str]:
         """Collection names as typed: `name`, `project/name` or `entity/project/name`;
@@ -87,7 +91,7 @@ class RegistryView:
         if layout.NAME_RE.fullmatch(entity) and layout.NAME_RE.fullmatch(project):
             for name, kind in self._claims(entity, project, parts[-1]):
                 if (prefix + name).startswith(incomplete) and (not registered or kind == "registered") \
-                        and layout.is_live_collection(self.state(entity, project, name)):
+                        and self.is_live(entity, project, name):
                     out.append(prefix + name)
         if len(parts) == 2 and layout.NAME_RE.fullmatch(parts[0]):
             # `entity/` leads on to that entity's projects that hold something to list
