@@ -208,6 +208,19 @@ def test_a_snapshot_that_is_missing_behind_or_odd_changes_nothing(snapshot, tmp_
     assert sorted((r["name"], r["versions"]) for r in rows) == [("back", 1), ("solo", 0)]
 
 
+@pytest.mark.parametrize("setting", [{"MODELREG_ENTITY": "bad/entity"}, {"MODELREG_PROJECT": "-x"},
+                                     {"MODELREG_PROJECT": "x" * 129}])
+def test_defaults_the_commands_refuse_offer_nothing(setting, tmp_path, files):
+    reg = tmp_path / "reg"
+    build(reg, files, SCENARIOS["entity-project"])
+    listed = cli(reg, "ls", "--json", env=clean_env(**setting))
+    assert listed.returncode == 2 and listed.stdout == ""
+    os.chdir(reg)
+    for args, incomplete in ((["ls"], ""), (["pull"], "resnet:"), (["pull"], "acme/nlp/"),
+                             (["alias", "--delete", "resnet"], "")):
+        assert tab(args, incomplete, setting) == [], (args, incomplete)
+
+
 def test_through_the_entry_point_and_the_library(tmp_path, files):
     """A real completion request agrees with `Registry.collections()` and `versions()`."""
     import modelreg

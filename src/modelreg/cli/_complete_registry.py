@@ -42,7 +42,10 @@ class RegistryView:
         except FileNotFoundError:
             config = b""
         view = cls(path, environ, config)
-        return view if view.format in (1, layout.FORMAT) else None
+        # The library refuses to open these (exit 1 or 2), so every command would fail.
+        readable = view.format in (1, layout.FORMAT)
+        valid = layout.NAME_RE.fullmatch(view.entity) and layout.NAME_RE.fullmatch(view.project)
+        return view if readable and valid else None
 
     # -- what there is -----------------------------------------------------------------
 
@@ -274,7 +277,8 @@ def _config_defaults(data: bytes) -> dict:
 
 
 def _str(value) -> str | None:
-    return value if isinstance(value, str) else None
+    """A config value as the library reads it (`defaults.project = 7` is project "7")."""
+    return None if value is None else str(value)
 
 
 def _subdirs(path: str) -> list[str]:
