@@ -57,13 +57,13 @@ def tab(args: list[str], incomplete: str, environ: dict) -> list[str]:
     return sorted(value for value, _, _ in items)
 
 
-def tab_via_entry_point(cwd: Path, line: str, env: dict) -> list[str]:
+def tab_via_entry_point(cwd: Path, line: str, env: dict, timeout: float | None = None) -> list[str]:
     """The same through the console entry point, as a shell's script asks it (bash)."""
     words = line.split()
     request = {"_MODELREG_COMPLETE": "complete_bash", "COMP_WORDS": "\n".join(words),
                "COMP_CWORD": str(len(words) - (0 if line.endswith(" ") else 1))}
     result = subprocess.run([sys.executable, "-m", "modelreg"], cwd=cwd, env={**env, **request},
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stderr
     return sorted(filter(None, result.stdout.split("\n")))
 
@@ -221,6 +221,39 @@ def test_defaults_the_commands_refuse_offer_nothing(setting, tmp_path, files):
         assert tab(args, incomplete, setting) == [], (args, incomplete)
 
 
+FIFO_LINES = ("modelreg ls ", "modelreg pull resnet:", "modelreg pull resnet:v0 --file ",
+              "modelreg alias --delete resnet ")
+
+
+def assert_tab_answers_with_fifos(reg: Path, fifos: list[str]) -> None:
+    """TAB answers (and never blocks opening a FIFO) with each of `fifos` made a FIFO."""
+    for rel in fifos:
+        path = reg / ".modelreg" / rel
+        assert path.is_file(), rel
+        saved = path.read_bytes()
+        path.unlink()
+        os.mkfifo(path)
+        try:
+            for line in FIFO_LINES:
+                try:
+                    tab_via_entry_point(reg, line, clean_env(), timeout=30)
+                except subprocess.TimeoutExpired:
+                    pytest.fail(f"TAB blocked on the FIFO {rel} for {line!r}")
+        finally:
+            path.unlink()
+            path.write_bytes(saved)
+
+
+def test_tab_never_blocks_on_a_fifo_in_the_registry(tmp_path, files):
+    """The library reads only regular files (a FIFO would block it forever); so does TAB."""
+    reg = tmp_path / "reg"
+    build(reg, files, [["log", "@/a", "-n", "resnet", "-a", "best"], ["log", "@/b", "-n", "resnet"]])
+    coll = "collections/local/default/resnet/"
+    manifest = json.loads((reg / ".modelreg" / coll / "snapshot.json").read_text())["versions"]["0"]["manifest"]
+    assert_tab_answers_with_fifos(reg, ["config.toml", "names/local/default/resnet.json", coll + "snapshot.json",
+                                        coll + "changes/000000000001.json", f"{coll}manifests/{manifest}.json"])
+
+
 def test_through_the_entry_point_and_the_library(tmp_path, files):
     """A real completion request agrees with `Registry.collections()` and `versions()`."""
     import modelreg
@@ -308,6 +341,11 @@ def test_a_format1_registry_made_by_0_1_0(tmp_path, files, release_0_1_0):
     os.chdir(reg)
     assert tab(["ls"], "acme/", {}) == ["acme/nlp/"]  # acme/cv held only a collection emptied by rm --all
     assert tab_via_entry_point(reg, "modelreg pull solo:", clean_env()) == []
+    assert_tab_answers_with_fifos(reg, ["config.toml", "collections/local/default/resnet/collection.json",
+                                        "collections/local/default/resnet/versions/v1.json",
+                                        "collections/local/default/resnet/aliases/production",
+                                        "collections/local/default/solo/versions/v0.json",
+                                        "collections/local/default/solo/history.jsonl"])
     ok(reg, "upgrade")
     after = assert_tab_offers_what_ls_lists(reg, clean_env())
     strip = lambda rows: [{k: v for k, v in r.items() if k != "updated"} for r in rows]  # noqa: E731

@@ -219,11 +219,47 @@ def is_live_collection(state: dict) -> bool:
 # -- reading a local registry without the library (for TAB) ----------------------------
 
 
-def _load(path: str):
+def open_regular(path: str):
+    """A binary file object for a regular file (symlinks followed), else None, as the
+    library reads: a FIFO would block TAB forever and a device never ends. The stat
+    before the open keeps a device from being opened; O_NONBLOCK and the fstat after it
+    cover a swap in between."""
+    import stat
+
     try:
-        with open(path, "rb") as f:
-            return json.loads(f.read())
-    except (OSError, ValueError, RecursionError):
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    f = os.fdopen(fd, "rb")
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        regular = False
+    if not regular:
+        f.close()
+        return None
+    return f
+
+
+def read_regular(path: str) -> bytes | None:
+    """The bytes of a regular file, or None (missing, unreadable or not a regular file)."""
+    f = open_regular(path)
+    if f is None:
+        return None
+    try:
+        with f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _load(path: str):
+    data = read_regular(path)
+    try:
+        return None if data is None else json.loads(data)
+    except (ValueError, RecursionError):
         return None
 
 
@@ -272,15 +308,18 @@ def local_is_live(root: str, entity: str, project: str, name: str) -> bool:
     to parse than Python takes to start. Only the snapshot's head (is `versions` empty?)
     and tail (`emptied`) are read; a snapshot of any other shape is read whole."""
     prefix = os.path.join(root, collection_prefix(entity, project, name))
-    try:
-        with open(os.path.join(prefix, "snapshot.json"), "rb") as f:
-            head = f.read(256)
-            size = os.fstat(f.fileno()).st_size
-            if size > len(head):
-                f.seek(size - 64)
-            tail = f.read() if size > len(head) else head
-    except OSError:
-        head = tail = b""
+    head = tail = b""
+    f = open_regular(os.path.join(prefix, "snapshot.json"))
+    if f is not None:
+        try:
+            with f:
+                head = f.read(256)
+                size = os.fstat(f.fileno()).st_size
+                if size > len(head):
+                    f.seek(size - 64)
+                tail = f.read() if size > len(head) else head
+        except OSError:
+            head = tail = b""
     start, end = _SNAPSHOT_HEAD.match(head), _SNAPSHOT_TAIL.search(tail)
     if not (start and end):
         return is_live_collection(local_state(root, entity, project, name))

@@ -36,14 +36,11 @@ class RegistryView:
         path = layout.find_registry(root, environ)
         if path is None:
             return None
-        try:
-            with open(os.path.join(path, layout.CONFIG), "rb") as f:
-                config = f.read()
-        except FileNotFoundError:
-            config = b""
-        view = cls(path, environ, config)
+        config = layout.read_regular(os.path.join(path, layout.CONFIG))
+        view = cls(path, environ, config or b"")
         # The library refuses to open these (exit 1 or 2), so every command would fail.
-        readable = view.format in (1, layout.FORMAT)
+        readable = view.format in (1, layout.FORMAT) and (config is not None or not os.path.lexists(
+            os.path.join(path, layout.CONFIG)))
         valid = layout.NAME_RE.fullmatch(view.entity) and layout.NAME_RE.fullmatch(view.project)
         return view if readable and valid else None
 
@@ -227,9 +224,9 @@ def _format1_collection(directory: str) -> dict:
     for alias in names:
         if layout.ALIAS_RE.fullmatch(alias):
             try:
-                with open(os.path.join(directory, "aliases", alias), "rb") as f:
-                    match = layout.ALIAS_LINE_RE.fullmatch(f.read(64).decode("ascii"))
-            except (OSError, UnicodeDecodeError):
+                match = layout.ALIAS_LINE_RE.fullmatch(
+                    (layout.read_regular(os.path.join(directory, "aliases", alias)) or b"").decode("ascii"))
+            except UnicodeDecodeError:
                 continue
             if match:
                 state["aliases"][alias] = int(match.group(1))
@@ -249,12 +246,7 @@ def _last_event(path: str) -> str | None:
     """The last whole event of a format-1 history (a torn line is skipped, as `ls` does)."""
     import json
 
-    try:
-        with open(path, "rb") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return None
-    for line in reversed(lines):
+    for line in reversed((layout.read_regular(path) or b"").splitlines()):
         try:
             event = json.loads(line)
         except (ValueError, RecursionError):
@@ -293,9 +285,8 @@ def _load(path: str) -> dict | None:
     import json
 
     try:
-        with open(path, "rb") as f:
-            doc = json.loads(f.read())
-    except (OSError, ValueError, RecursionError):
+        doc = json.loads(layout.read_regular(path) or b"null")
+    except (ValueError, RecursionError):
         return None
     return doc if isinstance(doc, dict) else None
 
@@ -303,10 +294,13 @@ def _load(path: str) -> dict | None:
 def _is_tombstone(path: str) -> bool:
     """Whether a format-1 version file is a tombstone, reading as little as it can: a
     manifest of thousands of files runs to megabytes, a tombstone to four short fields."""
+    f = layout.open_regular(path)
+    if f is None:
+        return True  # unreadable: nothing to offer, as `ls` leaves it out
     try:
-        if os.stat(path).st_size > 4096:
-            return False
-        with open(path, "rb") as f:
+        with f:
+            if os.fstat(f.fileno()).st_size > 4096:
+                return False
             data = f.read()
     except OSError:
         return True
