@@ -85,6 +85,8 @@ def assert_tab_offers_what_ls_lists(cwd: Path, env: dict, environ: dict | None =
     rows = json.loads(ok(cwd, "ls", "--json", env=env))
     os.chdir(cwd)
     # ls <TAB>: the default project's collections, then each project's and entity's by prefix
+    assert tab(["link", "x:v0"], "", environ) == sorted(short(r) for r in rows if (r["entity"], r["project"]) ==
+                                                        ("local", "default") and r["kind"] == "registered")
     assert tab(["ls"], "", environ) == sorted(short(r) for r in rows if (r["entity"], r["project"]) ==
                                               ("local", "default"))
     for entity, project in {(r["entity"], r["project"]) for r in rows}:
@@ -106,6 +108,8 @@ def assert_tab_offers_what_ls_lists(cwd: Path, env: dict, environ: dict | None =
         expected += [f"{name}:latest"] if live else []
         assert tab(["pull"], f"{name}:", environ) == sorted(expected), name
         assert tab(["alias", "--delete", name], "", environ) == sorted(row["aliases"]), name
+        if row["kind"] == "registered" and (row["entity"], row["project"]) == ("local", "default"):
+            assert name in tab(["link", "x:v0"], "", environ)
         for number in live:
             listed = cli(cwd, "ls", f"{name}:v{number}", "--json", env=env)
             offered = tab(["pull", f"{name}:v{number}", "--file"], "", environ)
@@ -219,6 +223,32 @@ def test_defaults_the_commands_refuse_offer_nothing(setting, tmp_path, files):
     for args, incomplete in ((["ls"], ""), (["pull"], "resnet:"), (["pull"], "acme/nlp/"),
                              (["alias", "--delete", "resnet"], "")):
         assert tab(args, incomplete, setting) == [], (args, incomplete)
+
+
+@pytest.mark.parametrize("damage", ["torn last record", "missing record", "record not an object"])
+def test_a_collection_ls_cannot_read_is_not_offered(damage, tmp_path, files):
+    """`ls` leaves out (with a warning) a collection whose records cannot be read; TAB
+    offers neither it nor its versions, and the rest as before."""
+    reg = tmp_path / "reg"
+    build(reg, files, [["log", "@/a", "-n", "resnet", "-a", "best"], ["log", "@/b", "-n", "resnet"],
+                       ["log", "@/c", "-n", "resnet"], ["log", "@/d", "-n", "bert"]])
+    changes = reg / ".modelreg/collections/local/default/resnet/changes"
+    (changes.parent / "snapshot.json").unlink()  # else the snapshot covers the damage
+    if damage == "torn last record":
+        last = changes / "000000000002.json"
+        last.write_bytes(last.read_bytes()[:-30])
+    elif damage == "missing record":
+        (changes / "000000000001.json").unlink()
+    else:
+        (changes / "000000000002.json").write_text("[2]")
+    listed = cli(reg, "ls", "--json")
+    assert listed.returncode == 0 and "resnet" in listed.stderr
+    assert [r["name"] for r in json.loads(listed.stdout)] == ["bert"]
+    assert cli(reg, "ls", "resnet", "--json").returncode == 1
+    assert_tab_offers_what_ls_lists(reg, clean_env())
+    os.chdir(reg)
+    assert tab(["pull"], "resnet:", {}) == [] and tab(["alias", "--delete", "resnet"], "", {}) == []
+    assert tab(["pull", "resnet:v0", "--file"], "", {}) == []
 
 
 FIFO_LINES = ("modelreg ls ", "modelreg pull resnet:", "modelreg pull resnet:v0 --file ",

@@ -212,8 +212,10 @@ def live_numbers(state: dict) -> list[int]:
 
 def is_live_collection(state: dict) -> bool:
     """What `ls` lists and TAB offers: a collection that has held a version and was not
-    emptied by `rm --all` (one whose last version was deleted singly stays, with 0)."""
-    return bool(state["versions"]) and not state["emptied"]
+    emptied by `rm --all` (one whose last version was deleted singly stays, with 0). A
+    local reader marks a state whose records it could not all read `unreadable`: `ls`
+    leaves such a collection out with a warning."""
+    return bool(state["versions"]) and not state["emptied"] and not state.get("unreadable")
 
 
 # -- reading a local registry without the library (for TAB) ----------------------------
@@ -326,11 +328,13 @@ def local_is_live(root: str, entity: str, project: str, name: str) -> bool:
     state = empty_state()
     state["seq"], state["emptied"] = int(start.group(1)), end.group(1) == b"true"
     state = _fold_local(prefix, state)
-    return (start.group(2) == b"" or bool(state["versions"])) and not state["emptied"]
+    return (start.group(2) == b"" or bool(state["versions"])) and not state["emptied"] \
+        and not state.get("unreadable")
 
 
 def _fold_local(prefix: str, state: dict) -> dict:
-    """Fold the records after `state['seq']` into it, up to the first that cannot be read."""
+    """Fold the records after `state['seq']` into it; at one that is missing or cannot be
+    read, stop and mark the state `unreadable` (the library refuses such a collection)."""
     try:
         names = sorted(os.listdir(os.path.join(prefix, "changes")))
     except OSError:
@@ -340,13 +344,12 @@ def _fold_local(prefix: str, state: dict) -> dict:
         if not match or int(match.group(1)) <= state["seq"]:
             continue
         seq = int(match.group(1))
-        if seq != state["seq"] + 1:
-            break  # a record is missing: the library refuses the collection, TAB reads no further
-        record = _load(os.path.join(prefix, "changes", file))
-        if not isinstance(record, dict) or record.get("seq") != seq:
-            break
+        record = _load(os.path.join(prefix, "changes", file)) if seq == state["seq"] + 1 else None
         try:
+            if not isinstance(record, dict) or record.get("seq") != seq:
+                raise ValueError(file)
             fold(state, record)
         except (TypeError, ValueError, KeyError, AttributeError):
+            state["unreadable"] = True
             break
     return state

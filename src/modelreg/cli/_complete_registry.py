@@ -63,8 +63,10 @@ class RegistryView:
         return _subdirs(os.path.join(self.path, "names" if self.format >= layout.FORMAT else "collections", entity))
 
     def state(self, entity: str, project: str, name: str) -> dict:
+        """The collection's state; one that cannot be read whole is empty (`ls NAME` fails)."""
         if self.format >= layout.FORMAT:
-            return layout.local_state(self.path, entity, project, name)
+            state = layout.local_state(self.path, entity, project, name)
+            return layout.empty_state() if state.get("unreadable") else state
         return _format1_collection(os.path.join(self.path, "collections", entity, project, name))
 
     def is_live(self, entity: str, project: str, name: str) -> bool:
