@@ -314,12 +314,17 @@ def test_entry_point_serves_both_paths(registry, tmp_path):
 
 
 def test_a_completion_request_imports_neither_typer_nor_rich(registry, tmp_path):
+    """Nor dataclasses, nor any of the library but the layout (issue 10)."""
     probe = textwrap.dedent("""
         import json, sys
         from modelreg.cli.entry import run
         code = run([])
-        heavy = ("typer", "rich", "click", "blake3", "modelreg.registry", "modelreg.cli.app")
-        print(json.dumps([code, [m for m in heavy if m in sys.modules]]))
+        heavy = ("typer", "rich", "click", "blake3", "dataclasses", "modelreg.registry", "modelreg.cli.app")
+        fast = ("modelreg", "modelreg.layout", "modelreg.cli", "modelreg.cli.entry", "modelreg.cli.complete",
+                "modelreg.cli.candidates", "modelreg.cli.shellscripts", "modelreg.cli._cmdtable",
+                "modelreg.cli._complete_registry")
+        library = [m for m in sys.modules if m.startswith("modelreg") and m not in fast]
+        print(json.dumps([code, [m for m in heavy if m in sys.modules] + library]))
     """)
     for request in _shell_requests("modelreg pull re").values():
         result = subprocess.run([sys.executable, "-c", probe], cwd=registry, capture_output=True,

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import manifest as mf
 from .errors import Conflict, Error, IntegrityError, LockTimeout, NotFound
+from .layout import ALIAS_LINE_RE, VERSION_FILE_RE
 from .locks import FileLock, _break_stale, holder_is_dead, holder_record, lock_wait_seconds, read_record
 from .refs import ALIAS_RE, CollectionId
 from .util import NotRegularFile, create_file, fsync_dir, now, read_regular, replace_file, rfc3339, write_all
 
-VERSION_FILE = re.compile(r"v([0-9]+)\.json")
-ALIAS_LINE = re.compile(r"v([0-9]+)\n?")
+VERSION_FILE = VERSION_FILE_RE
+ALIAS_LINE = ALIAS_LINE_RE
 KINDS = ("artifact", "registered")
 INDEX_FORMAT = 1
 # A directory changed this recently may change again within the same timestamp tick, so an

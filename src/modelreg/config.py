@@ -8,12 +8,13 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import layout
 from .errors import Error, InvalidInput, IntegrityError, NotFound
 from .refs import DEFAULT_ENTITY, DEFAULT_PROJECT, validate_alias, validate_name
 from .util import NotRegularFile, read_regular
 
-REGISTRY_DIR = ".modelreg"
-FORMAT = 2  # what this modelreg writes; format 1 (0.1.0) is read, and written only by `upgrade`
+REGISTRY_DIR = layout.REGISTRY_DIR
+FORMAT = layout.FORMAT  # what this modelreg writes; format 1 (0.1.0) is read, and written only by `upgrade`
 SUPPORTED = (1, 2)
 PULL_MODES = ("auto", "reflink", "copy", "hardlink", "symlink")
 DURATION_RE = re.compile(r"0|([0-9]+)([smhdw])")
@@ -155,28 +156,23 @@ class Config:
 
 def registry_dir(path: Path) -> Path:
     """`path` names the .modelreg directory itself or the directory that holds it."""
-    if path.name == REGISTRY_DIR or (path / "config.toml").is_file() and (path / "objects").is_dir():
-        return path
-    return path / REGISTRY_DIR
+    return Path(layout.registry_dir(os.fspath(path)))
 
 
 def find_registry(root: str | os.PathLike | None = None, start: Path | None = None) -> Path:
-    """The registry to use: --root, else MODELREG_DIR, else the nearest .modelreg upward."""
+    """The registry to use: --root, else MODELREG_DIR, else the nearest .modelreg upward.
+
+    The layout module decides (TAB asks it the same question), `~` expanded in both."""
+    found = layout.find_registry(root, os.environ, os.fspath(start) if start is not None else None)
+    if found is not None:
+        return Path(found)
     explicit = root if root is not None else os.environ.get("MODELREG_DIR") or None
     if explicit is not None:
-        found = registry_dir(Path(explicit).absolute())
-        if not found.is_dir():
-            raise NotFound(f"no registry at {explicit}", hint="create one with `modelreg init`")
-        return found
-    here = (start or Path.cwd()).absolute()
-    for directory in (here, *here.parents):
-        candidate = directory / REGISTRY_DIR
-        if candidate.is_dir():
-            return candidate
+        raise NotFound(f"no registry at {explicit}", hint="create one with `modelreg init`")
     raise NotFound("no registry found here or in any parent directory", hint="create one with `modelreg init`, or pass --root")
 
 
 def default_location(root: str | os.PathLike | None = None) -> Path:
     """Where a registry is created when none is found."""
-    explicit = root if root is not None else os.environ.get("MODELREG_DIR") or None
-    return registry_dir(Path(explicit).absolute()) if explicit is not None else Path.cwd().absolute() / REGISTRY_DIR
+    explicit = layout.explicit_root(root, os.environ)
+    return Path(layout.registry_dir(explicit)) if explicit is not None else Path.cwd().absolute() / REGISTRY_DIR

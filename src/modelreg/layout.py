@@ -45,6 +45,12 @@ KINDS = ("artifact", "registered")
 GC_LOCK = "locks/gc-2.lock"
 GC_LOCK_FORMAT1 = "locks/gc.lock"
 
+# Format 1 (0.1.0), read until `modelreg upgrade`: collections/<e>/<p>/<name>/ holds
+# collection.json, versions/v<N>.json (manifest, link record or tombstone), aliases/<alias>
+# holding "v<N>\n", history.jsonl.
+VERSION_FILE_RE = re.compile(VERSION_PATTERN + r"\.json")
+ALIAS_LINE_RE = re.compile(VERSION_PATTERN + r"\n?")
+
 SEQ_DIGITS = 12
 CHANGE_RE = re.compile(r"([0-9]{%d})\.json" % SEQ_DIGITS)
 _FORMAT_LINE = re.compile(rb"^format\s*=\s*([0-9]+)\s*$", re.M)
@@ -206,30 +212,73 @@ def live_numbers(state: dict) -> list[int]:
 
 def is_live_collection(state: dict) -> bool:
     """What `ls` lists and TAB offers: a collection that has held a version and was not
-    emptied by `rm --all` (one whose last version was deleted singly stays, with 0)."""
-    return bool(state["versions"]) and not state["emptied"]
+    emptied by `rm --all` (one whose last version was deleted singly stays, with 0). A
+    local reader marks a state whose records it could not all read `unreadable`: `ls`
+    leaves such a collection out with a warning."""
+    return bool(state["versions"]) and not state["emptied"] and not state.get("unreadable")
 
 
 # -- reading a local registry without the library (for TAB) ----------------------------
 
 
-def _load(path: str):
+def open_regular(path: str):
+    """A binary file object for a regular file (symlinks followed), else None, as the
+    library reads: a FIFO would block TAB forever and a device never ends. The stat
+    before the open keeps a device from being opened; O_NONBLOCK and the fstat after it
+    cover a swap in between."""
+    import stat
+
     try:
-        with open(path, "rb") as f:
-            return json.loads(f.read())
-    except (OSError, ValueError, RecursionError):
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    f = os.fdopen(fd, "rb")
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        regular = False
+    if not regular:
+        f.close()
+        return None
+    return f
+
+
+def read_regular(path: str) -> bytes | None:
+    """The bytes of a regular file, or None (missing, unreadable or not a regular file)."""
+    f = open_regular(path)
+    if f is None:
+        return None
+    try:
+        with f:
+            return f.read()
+    except OSError:
         return None
 
 
-def local_claims(root: str, entity: str, project: str) -> list[dict]:
-    """The claims of one project of a local registry: [{"name", "kind"}]."""
+def _load(path: str):
+    data = read_regular(path)
+    try:
+        return None if data is None else json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+
+
+def local_claims(root: str, entity: str, project: str, start: str = "") -> list[dict]:
+    """The claims of one project of a local registry: [{"name", "kind"}]; with `start`,
+    only names that may begin with it (file names are folded: the test is on the folded
+    form, so TAB reads only the claims it may offer)."""
     base = os.path.join(root, "names", entity, project)
     try:
         names = sorted(os.listdir(base))
     except OSError:
         return []
+    folded = start.casefold()
     found = []
     for file in names:
+        if folded and not file.startswith(folded):
+            continue
         doc = _load(os.path.join(base, file))
         if isinstance(doc, dict) and isinstance(doc.get("name"), str) and NAME_RE.fullmatch(doc["name"]) \
                 and doc.get("kind") in KINDS and file == doc["name"].casefold() + ".json":
@@ -247,6 +296,45 @@ def local_state(root: str, entity: str, project: str, name: str) -> dict:
             state = state_from_snapshot(snap)
         except (TypeError, ValueError, AttributeError):
             state = empty_state()
+    return _fold_local(prefix, state)
+
+
+# What `snapshot_of` writes (compact, in its key order) begins and ends like this.
+_SNAPSHOT_HEAD = re.compile(rb'\{"format":%d,"seq":(-1|[0-9]+),"next":[0-9]+,"versions":\{(\}?)' % FORMAT)
+_SNAPSHOT_TAIL = re.compile(rb',"emptied":(true|false)\}\n?\Z')
+
+
+def local_is_live(root: str, entity: str, project: str, name: str) -> bool:
+    """`is_live_collection(local_state(...))` without parsing the snapshot's versions: TAB
+    asks this of every name it may offer, and a snapshot of 10,000 versions takes longer
+    to parse than Python takes to start. Only the snapshot's head (is `versions` empty?)
+    and tail (`emptied`) are read; a snapshot of any other shape is read whole."""
+    prefix = os.path.join(root, collection_prefix(entity, project, name))
+    head = tail = b""
+    f = open_regular(os.path.join(prefix, "snapshot.json"))
+    if f is not None:
+        try:
+            with f:
+                head = f.read(256)
+                size = os.fstat(f.fileno()).st_size
+                if size > len(head):
+                    f.seek(size - 64)
+                tail = f.read() if size > len(head) else head
+        except OSError:
+            head = tail = b""
+    start, end = _SNAPSHOT_HEAD.match(head), _SNAPSHOT_TAIL.search(tail)
+    if not (start and end):
+        return is_live_collection(local_state(root, entity, project, name))
+    state = empty_state()
+    state["seq"], state["emptied"] = int(start.group(1)), end.group(1) == b"true"
+    state = _fold_local(prefix, state)
+    return (start.group(2) == b"" or bool(state["versions"])) and not state["emptied"] \
+        and not state.get("unreadable")
+
+
+def _fold_local(prefix: str, state: dict) -> dict:
+    """Fold the records after `state['seq']` into it; at one that is missing or cannot be
+    read, stop and mark the state `unreadable` (the library refuses such a collection)."""
     try:
         names = sorted(os.listdir(os.path.join(prefix, "changes")))
     except OSError:
@@ -255,11 +343,13 @@ def local_state(root: str, entity: str, project: str, name: str) -> dict:
         match = CHANGE_RE.fullmatch(file)
         if not match or int(match.group(1)) <= state["seq"]:
             continue
-        record = _load(os.path.join(prefix, "changes", file))
-        if not isinstance(record, dict) or record.get("seq") != int(match.group(1)):
-            break
+        seq = int(match.group(1))
+        record = _load(os.path.join(prefix, "changes", file)) if seq == state["seq"] + 1 else None
         try:
+            if not isinstance(record, dict) or record.get("seq") != seq:
+                raise ValueError(file)
             fold(state, record)
         except (TypeError, ValueError, KeyError, AttributeError):
+            state["unreadable"] = True
             break
     return state

@@ -5,16 +5,11 @@ Pure functions over strings; nothing here touches the disk.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from .errors import InvalidInput
-
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-ALIAS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-VERSION_RE = re.compile(r"v([0-9]+)")
-DIGEST_PREFIX_RE = re.compile(r"[0-9a-f]{8,64}")
-LATEST = "latest"
+# Re-exported: the patterns are the layout's, declared once there (TAB reads them too).
+from .layout import ALIAS_RE, DIGEST_PREFIX_RE, LATEST, NAME_RE, VERSION_RE  # noqa: F401
 
 DEFAULT_ENTITY = "local"
 DEFAULT_PROJECT = "default"

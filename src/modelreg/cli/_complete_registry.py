@@ -1,239 +1,308 @@
-"""What tab completion reads from a registry: the on-disk format (SPEC §5), read-only.
+"""What tab completion reads from a registry: collection names, live versions, aliases
+and a version's paths, read-only, through `layout` alone.
 
 Standard library only, like `complete.py`, which imports it on a TAB that needs
-registry contents: collection names, live versions, aliases, and a version's paths.
-Names come from directory listings; a version file is read only to tell a tombstone
-from a live version (a large manifest never is), and the one manifest whose paths are
-asked for.  Anything unreadable simply offers nothing.
+registry contents. The layout module owns the paths, the patterns, finding the registry
+and what a live collection is, and the library asks it the same questions, so TAB
+offers exactly what `ls` lists. A format-1 registry (0.1.0, not yet upgraded) is read
+by one function, `_format1_collection`, into the same state a format-2 collection has.
+Anything unreadable simply offers nothing.
 """
 
 from __future__ import annotations
 
 import os
-import re
 
-_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
-
-
-def _is_name(name: str) -> bool:
-    return re.fullmatch(_NAME, name) is not None
+from .. import layout
 
 
 class RegistryView:
-    """A `.modelreg` directory and the default entity and project, as the CLI sees them."""
+    """A registry and the default entity and project, as the CLI sees them."""
 
-    def __init__(self, path: str, environ):
+    def __init__(self, path: str, environ, config: bytes = b""):
         self.path = path
+        self.format = layout.config_format(config)
         self.entity = environ.get("MODELREG_ENTITY") or None
         self.project = environ.get("MODELREG_PROJECT") or None
         if not (self.entity and self.project):
-            defaults = self._config_defaults()
-            self.entity = self.entity or defaults.get("entity") or "local"
-            self.project = self.project or defaults.get("project") or "default"
+            defaults = _config_defaults(config)
+            self.entity = self.entity or _str(defaults.get("entity")) or "local"
+            self.project = self.project or _str(defaults.get("project")) or "default"
 
     @classmethod
     def find(cls, root, environ) -> RegistryView | None:
-        """`--root`, else MODELREG_DIR, else the nearest `.modelreg` walking up."""
-        root = root or environ.get("MODELREG_DIR")
-        if root:
-            root = os.path.abspath(os.path.expanduser(root))
-            inner = os.path.join(root, ".modelreg")
-            return cls(inner if os.path.isdir(inner) else root, environ)
-        here = os.getcwd()
-        while True:
-            candidate = os.path.join(here, ".modelreg")
-            if os.path.isdir(candidate):
-                return cls(candidate, environ)
-            parent = os.path.dirname(here)
-            if parent == here:
-                return None
-            here = parent
+        """`--root`, else MODELREG_DIR, else the nearest `.modelreg` walking up; None when
+        there is none, or when its format is one this modelreg does not read (`ls` fails)."""
+        path = layout.find_registry(root, environ)
+        if path is None:
+            return None
+        config = layout.read_regular(os.path.join(path, layout.CONFIG))
+        view = cls(path, environ, config or b"")
+        # The library refuses to open these (exit 1 or 2), so every command would fail.
+        readable = view.format in (1, layout.FORMAT) and (config is not None or not os.path.lexists(
+            os.path.join(path, layout.CONFIG)))
+        valid = layout.NAME_RE.fullmatch(view.entity) and layout.NAME_RE.fullmatch(view.project)
+        return view if readable and valid else None
 
-    def _config_defaults(self) -> dict:
-        try:
-            with open(os.path.join(self.path, "config.toml"), "rb") as f:
-                data = f.read()
-        except OSError:
-            return {}
-        if b"defaults" not in data:  # spares the tomllib import on most TABs
-            return {}
-        import tomllib
+    # -- what there is -----------------------------------------------------------------
 
-        try:
-            defaults = tomllib.loads(data.decode()).get("defaults", {})
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError):
-            return {}
-        return defaults if isinstance(defaults, dict) else {}
+    def _claims(self, entity: str, project: str, start: str = "") -> list[tuple[str, str]]:
+        """(name, kind) of every collection claimed in a project."""
+        if self.format >= layout.FORMAT:
+            return [(c["name"], c["kind"]) for c in layout.local_claims(self.path, entity, project, start)]
+        base = os.path.join(self.path, "collections", entity, project)
+        found = []
+        for name in _subdirs(base):
+            if name.casefold().startswith(start.casefold()):
+                kind = _format1_kind(os.path.join(base, name))
+                if kind:
+                    found.append((name, kind))
+        return found
 
-    def _dir(self, *parts: str) -> str:
-        return os.path.join(self.path, "collections", *parts)
+    def _projects(self, entity: str) -> list[str]:
+        return _subdirs(os.path.join(self.path, "names" if self.format >= layout.FORMAT else "collections", entity))
 
-    def _subdirs(self, *parts: str) -> list[str]:
-        try:
-            with os.scandir(self._dir(*parts)) as it:
-                return sorted(e.name for e in it if e.is_dir() and _is_name(e.name))
-        except OSError:
-            return []
+    def state(self, entity: str, project: str, name: str) -> dict:
+        """The collection's state; one that cannot be read whole is empty (`ls NAME` fails)."""
+        if self.format >= layout.FORMAT:
+            state = layout.local_state(self.path, entity, project, name)
+            return layout.empty_state() if state.get("unreadable") else state
+        return _format1_collection(os.path.join(self.path, "collections", entity, project, name))
+
+    def is_live(self, entity: str, project: str, name: str) -> bool:
+        if self.format >= layout.FORMAT:
+            return layout.local_is_live(self.path, entity, project, name)
+        return layout.is_live_collection(self.state(entity, project, name))
+
+    def _live_in(self, entity: str, project: str) -> bool:
+        return any(self.is_live(entity, project, name) for name, _ in self._claims(entity, project))
 
     def names(self, incomplete: str, registered: bool = False) -> list[str]:
-        """Collection names as typed: `name`, `project/name` or `entity/project/name`."""
+        """Collection names as typed: `name`, `project/name` or `entity/project/name`;
+        those `ls` lists, no more."""
         parts = incomplete.split("/")
         if len(parts) == 1:
-            places = [((self.entity, self.project), "")]
+            entity, project, prefix = self.entity, self.project, ""
         elif len(parts) == 2:
-            places = [((self.entity, parts[0]), parts[0] + "/")]
+            entity, project, prefix = self.entity, parts[0], parts[0] + "/"
         elif len(parts) == 3:
-            places = [((parts[0], parts[1]), f"{parts[0]}/{parts[1]}/")]
+            entity, project, prefix = parts[0], parts[1], f"{parts[0]}/{parts[1]}/"
         else:
             return []
         out = []
-        for (entity, project), prefix in places:
-            if not (_is_name(entity) and _is_name(project)):
-                continue
-            for name in self._subdirs(entity, project):
-                if not (prefix + name).startswith(incomplete):
-                    continue
-                path = self._dir(entity, project, name)
-                kind = self._kind(path)
-                if kind and (not registered or kind == "registered") and self._is_live(path):
+        if layout.NAME_RE.fullmatch(entity) and layout.NAME_RE.fullmatch(project):
+            for name, kind in self._claims(entity, project, parts[-1]):
+                if (prefix + name).startswith(incomplete) and (not registered or kind == "registered") \
+                        and self.is_live(entity, project, name):
                     out.append(prefix + name)
-        if len(parts) == 2 and _is_name(parts[0]):
-            # `entity/` leads on to that entity's projects
-            out += [f"{parts[0]}/{p}/" for p in self._subdirs(parts[0])]
+        if len(parts) == 2 and layout.NAME_RE.fullmatch(parts[0]):
+            # `entity/` leads on to that entity's projects that hold something to list
+            out += [f"{parts[0]}/{p}/" for p in self._projects(parts[0])
+                    if layout.NAME_RE.fullmatch(p) and self._live_in(parts[0], p)]
         return out
 
-    @staticmethod
-    def _kind(path: str) -> str | None:
-        """The collection's kind; None when it is not (yet) a collection."""
-        try:
-            with open(os.path.join(path, "collection.json"), "rb") as f:
-                data = f.read()
-        except OSError:
-            return None
-        if b'"registered"' not in data:
-            return "artifact"  # the common case, without importing json
-        import json
-
-        doc = json.loads(data)
-        registered = isinstance(doc, dict) and doc.get("kind") == "registered"
-        return "registered" if registered else "artifact"
-
-    @classmethod
-    def _is_live(cls, path: str) -> bool:
-        """Whether any version is live: `ls` hides a collection whose versions are all
-        deleted, and so does completion.  The newest is nearly always live."""
-        return any(not _is_tombstone(f) for _, f in reversed(cls._version_files(path)))
-
-    def collection(self, name: str) -> str | None:
-        """The directory of a collection named `name`, `project/name` or `e/p/name`."""
+    def collection(self, name: str) -> tuple[str, str, str] | None:
+        """(entity, project, name) of an existing collection typed as `name`, `project/name`
+        or `e/p/name`; None when there is none (another spelling is another name)."""
         parts = name.split("/")
-        if len(parts) > 3 or not all(_is_name(p) for p in parts):
+        if len(parts) > 3 or not all(layout.NAME_RE.fullmatch(p) for p in parts):
             return None
         entity, project = self.entity, self.project
         if len(parts) == 3:
             entity, project = parts[0], parts[1]
         elif len(parts) == 2:
             project = parts[0]
-        path = self._dir(entity, project, parts[-1])
-        return path if os.path.isfile(os.path.join(path, "collection.json")) else None
+        if self.format >= layout.FORMAT:
+            claim = _load(os.path.join(self.path, layout.claim_key(entity, project, parts[-1])))
+            exists = isinstance(claim, dict) and claim.get("name") == parts[-1]
+        else:
+            exists = os.path.isfile(os.path.join(self.path, "collections", entity, project, parts[-1],
+                                                 "collection.json"))
+        return (entity, project, parts[-1]) if exists else None
 
     def selectors(self, incomplete: str) -> list[str]:
         """`name:vN` for live versions, `name:alias` for aliases, and `name:latest`."""
         name = incomplete.partition(":")[0]
-        path = self.collection(name)
-        if path is None:
+        where = self.collection(name)
+        if where is None:
             return []
-        versions = self.live_versions(path)
-        aliases = self.aliases(path) + (["latest"] if versions else [])
+        state = self.state(*where)
+        versions = layout.live_numbers(state)
+        aliases = sorted(state["aliases"]) + ([layout.LATEST] if versions else [])
         return [f"{name}:v{n}" for n in versions] + [f"{name}:{a}" for a in sorted(aliases)]
 
-    @staticmethod
-    def _version_files(path: str) -> list[tuple[int, str]]:
-        found = []
-        try:
-            with os.scandir(os.path.join(path, "versions")) as it:
-                for entry in it:
-                    m = re.fullmatch(r"v(0|[1-9][0-9]*)\.json", entry.name)
-                    if m:
-                        found.append((int(m.group(1)), entry.path))
-        except OSError:
-            return []
-        return sorted(found)
+    def aliases(self, name: str) -> list[str]:
+        """The aliases of the collection `name` (a selector after it is ignored)."""
+        where = self.collection(name.partition(":")[0])
+        return sorted(self.state(*where)["aliases"]) if where else []
 
-    @classmethod
-    def live_versions(cls, path: str) -> list[int]:
-        return [n for n, f in cls._version_files(path) if not _is_tombstone(f)]
-
-    @staticmethod
-    def aliases(path: str) -> list[str]:
-        try:
-            names = os.listdir(os.path.join(path, "aliases"))
-        except OSError:
-            return []
-        pattern = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
-        return sorted(
-            a for a in names if re.fullmatch(pattern, a) and not a.endswith(".lock")
-        )
+    # -- one version's files -----------------------------------------------------------
 
     def files(self, ref: str) -> list[str]:
         """Paths inside the version REF names (through a link to its source)."""
         name, _, selector = ref.partition(":")
-        path = self.collection(name)
-        doc = self._manifest(path, selector or "latest") if path else None
+        where = self.collection(name)
+        if where is None:
+            return []
+        state = self.state(*where)
+        summary = _select(state, selector or layout.LATEST, self._digest)
+        doc = self._manifest(where, summary) if summary else None
         source = doc.get("source") if doc else None
         if isinstance(source, dict):
             try:
-                path = self._dir(source["entity"], source["project"], source["name"])
-                doc = _load(os.path.join(path, "versions", f"v{int(source['version'])}.json"))
+                at = (source["entity"], source["project"], source["name"])
+                if not all(isinstance(p, str) and layout.NAME_RE.fullmatch(p) for p in at):
+                    return []
+                summary = self.state(*at)["versions"].get(int(source["version"]))
             except (KeyError, TypeError, ValueError):
                 return []
-        if not doc or doc.get("deleted") is not None:
-            return []
-        files = doc.get("files")
-        if not isinstance(files, list):
+            doc = self._manifest(at, summary) if summary and not summary.get("deleted") else None
+        files = doc.get("files") if doc else None
+        if not isinstance(files, list) or doc.get("deleted") is not None:
             return []
         return [f["path"] for f in files if isinstance(f, dict) and isinstance(f.get("path"), str)]
 
-    def _manifest(self, path: str, selector: str) -> dict | None:
-        """The live record a selector names: `vN`, then an alias, then a digest prefix."""
-        versions = self.live_versions(path)
-        if selector == "latest":
-            number = versions[-1] if versions else None
-        elif re.fullmatch(r"v[0-9]+", selector):
-            number = int(selector[1:])
-        else:
-            number = None
-            try:
-                with open(os.path.join(path, "aliases", selector)) as f:
-                    number = int(f.read().strip().removeprefix("v"))
-            except (OSError, ValueError):
-                if re.fullmatch(r"[0-9a-f]{8,64}", selector):
-                    docs = [_load(os.path.join(path, "versions", f"v{n}.json")) for n in versions]
-                    hits = [d for d in docs if d and str(d.get("digest", "")).startswith(selector)]
-                    return hits[0] if len(hits) == 1 else None
-        if number not in versions:
+    def _manifest(self, where: tuple[str, str, str], summary: dict) -> dict | None:
+        if self.format < layout.FORMAT:
+            return _load(summary["file"])
+        digest = summary.get("manifest")
+        if not isinstance(digest, str) or not layout.HEX64_RE.fullmatch(digest):
             return None
-        return _load(os.path.join(path, "versions", f"v{number}.json"))
+        doc = _load(os.path.join(self.path, layout.manifest_key(layout.collection_prefix(*where), digest)))
+        if isinstance(doc, dict) and isinstance(summary.get("source"), dict):
+            doc = {**doc, "source": summary["source"]}  # the record's word on the source, as the library takes it
+        return doc
+
+    def _digest(self, summary: dict) -> str:
+        if "file" in summary:  # format 1: the digest is in the version file
+            doc = _load(summary["file"])
+            digest = doc.get("digest") if doc else None
+            if not isinstance(digest, str) and doc and isinstance(doc.get("source"), dict):
+                digest = doc.get("source_digest")
+        else:
+            digest = summary.get("digest")
+        return digest if isinstance(digest, str) else ""
+
+
+def _select(state: dict, selector: str, digest_of) -> dict | None:
+    """The live summary a selector names: `latest`, `vN`, then an alias, then a digest
+    prefix, as the library resolves it."""
+    live = layout.live_numbers(state)
+    if selector == layout.LATEST:
+        number = live[-1] if live else None
+    elif layout.VERSION_RE.fullmatch(selector):
+        number = int(selector[1:])
+    elif selector in state["aliases"]:
+        number = state["aliases"][selector]
+    elif layout.DIGEST_PREFIX_RE.fullmatch(selector):
+        hits = [n for n in live if digest_of(state["versions"][n]).startswith(selector)]
+        number = hits[0] if len(hits) == 1 else None
+    else:
+        number = None
+    return state["versions"][number] if number in live else None
+
+
+def _format1_collection(directory: str) -> dict:
+    """A format-1 collection read into a layout state, as format-2 code's `ls` reads it:
+    versions from `versions/v<N>.json` (a tombstone is deleted), aliases from
+    `aliases/<alias>`, and emptied when every version is deleted and the last event of
+    `history.jsonl` is `collection-deleted`. A summary names its version file."""
+    state = layout.empty_state()
+    try:
+        with os.scandir(os.path.join(directory, "versions")) as it:
+            for entry in it:
+                match = layout.VERSION_FILE_RE.fullmatch(entry.name)
+                if match:
+                    summary = {"file": entry.path}
+                    if _is_tombstone(entry.path):
+                        summary["deleted"] = True
+                    state["versions"][int(match.group(1))] = summary
+    except OSError:
+        pass
+    try:
+        names = os.listdir(os.path.join(directory, "aliases"))
+    except OSError:
+        names = []
+    for alias in names:
+        if layout.ALIAS_RE.fullmatch(alias):
+            try:
+                match = layout.ALIAS_LINE_RE.fullmatch(
+                    (layout.read_regular(os.path.join(directory, "aliases", alias)) or b"").decode("ascii"))
+            except UnicodeDecodeError:
+                continue
+            if match:
+                state["aliases"][alias] = int(match.group(1))
+    if state["versions"] and not layout.live_numbers(state):
+        state["emptied"] = _last_event(os.path.join(directory, "history.jsonl")) == "collection-deleted"
+    return state
+
+
+def _format1_kind(directory: str) -> str | None:
+    """A format-1 collection's kind; None when it is not (yet) a collection."""
+    doc = _load(os.path.join(directory, "collection.json"))
+    kind = doc.get("kind") if doc else None
+    return kind if kind in layout.KINDS else None
+
+
+def _last_event(path: str) -> str | None:
+    """The last whole event of a format-1 history (a torn line is skipped, as `ls` does)."""
+    import json
+
+    for line in reversed((layout.read_regular(path) or b"").splitlines()):
+        try:
+            event = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(event, dict):
+            return event.get("event")
+    return None
+
+
+def _config_defaults(data: bytes) -> dict:
+    if b"defaults" not in data:  # spares the tomllib import on most TABs
+        return {}
+    import tomllib
+
+    try:
+        defaults = tomllib.loads(data.decode()).get("defaults", {})
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError):
+        return {}
+    return defaults if isinstance(defaults, dict) else {}
+
+
+def _str(value) -> str | None:
+    """A config value as the library reads it (`defaults.project = 7` is project "7")."""
+    return None if value is None else str(value)
+
+
+def _subdirs(path: str) -> list[str]:
+    try:
+        with os.scandir(path) as it:
+            return sorted(e.name for e in it if e.is_dir() and layout.NAME_RE.fullmatch(e.name))
+    except OSError:
+        return []
 
 
 def _load(path: str) -> dict | None:
     import json
 
     try:
-        with open(path, "rb") as f:
-            doc = json.load(f)
-    except (OSError, ValueError):
+        doc = json.loads(layout.read_regular(path) or b"null")
+    except (ValueError, RecursionError):
         return None
     return doc if isinstance(doc, dict) else None
 
 
 def _is_tombstone(path: str) -> bool:
-    """Whether a version file is a tombstone, reading as little as it can: a manifest
-    of thousands of files runs to megabytes, a tombstone to four short fields."""
+    """Whether a format-1 version file is a tombstone, reading as little as it can: a
+    manifest of thousands of files runs to megabytes, a tombstone to four short fields."""
+    f = layout.open_regular(path)
+    if f is None:
+        return True  # unreadable: nothing to offer, as `ls` leaves it out
     try:
-        if os.stat(path).st_size > 4096:
-            return False
-        with open(path, "rb") as f:
+        with f:
+            if os.fstat(f.fileno()).st_size > 4096:
+                return False
             data = f.read()
     except OSError:
         return True

@@ -86,10 +86,9 @@ def provide(kind: str, incomplete: str, *, root=None, ref=None, environ=os.envir
                 return reg.selectors(incomplete) if kind == "ref" else []
             return reg.names(incomplete, registered=kind == "registered")
         if kind == "alias":
-            where = reg.collection(ref.partition(":")[0]) if ref else None
-            return reg.aliases(where) if where else []
+            return reg.aliases(ref) if ref else []
         if kind == "version-file":
             return reg.files(ref) if ref else []
-    except (OSError, ValueError):
-        return []
+    except (OSError, ValueError, LookupError, TypeError, AttributeError):
+        return []  # a damaged record (fsck names it) offers nothing, as its `ls` would
     raise ValueError(f"unknown completion kind {kind!r}")
