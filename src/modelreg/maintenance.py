@@ -806,6 +806,7 @@ class _Scan2(_Scanner):
             self.protect_all(manifests)
             return
         self.check_aliases(coll)
+        self.check_duplicates(coll)
         named = {s.get("manifest") for s in coll.state["versions"].values()}
         for number, summary in sorted(coll.state["versions"].items()):
             if summary.get("deleted"):
@@ -891,15 +892,31 @@ class _Scan2(_Scanner):
 
     def check_aliases(self, coll: _Coll2) -> None:
         versions = coll.state["versions"]
+        folded: dict[str, str] = {}
         for alias, number in sorted(coll.state["aliases"].items()):
             self.counts["aliases"] += 1
             obj = f"{self.reg.short(coll.id)}:{alias}"
+            if alias.casefold() in folded:
+                self.problem("alias", obj, f"differs from alias {folded[alias.casefold()]!r} only by case")
+            folded.setdefault(alias.casefold(), alias)
             if VERSION_RE.fullmatch(alias) or alias in ("none", LATEST):
                 self.problem("alias", obj, "is not a valid alias name")
             elif number not in versions:
                 self.problem("alias", obj, f"points at v{number}, which does not exist")
             elif versions[number].get("deleted"):
                 self.problem("alias", obj, f"points at v{number}, which was deleted")
+
+    def check_duplicates(self, coll: _Coll2) -> None:
+        seen: dict[str, int] = {}
+        for number in layout.live_numbers(coll.state):
+            summary = coll.state["versions"][number]
+            key = _normal([summary.get("digest"), summary.get("source")])
+            if key in seen:
+                what = "hold the same files" if coll.kind == "artifact" else "link the same version"
+                self.problem("manifest" if coll.kind == "artifact" else "link", self.reg.short(coll.id, number),
+                             f"v{seen[key]} and v{number} {what}; one should have been reused")
+            else:
+                seen[key] = number
 
     def check_manifest(self, coll: _Coll2, number: int, summary: dict) -> None:
         from .storage import KeyMissing, NotRegular
