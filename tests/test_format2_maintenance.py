@@ -397,3 +397,18 @@ def test_format1_registry_fsck_reads_it_gc_is_refused_and_after_upgrade_all_is_c
     doc = json.loads(mr("fsck", "--json").stdout)
     assert doc["ok"] and doc["reclaimable"] == [] and doc["checked"]["versions"] == 1
     assert (root / "locks" / "gc.lock").exists()  # still keeping 0.1.0 out
+
+
+def test_symlink_locks_live_ones_are_kept_dead_ones_listed_and_removed(populated, mr):
+    """The full-disk form of a lock: a symlink whose target names the holder."""
+    from modelreg.locks import _process_start
+
+    me = os.getpid()
+    live = populated.path / "locks" / "config.lock"
+    os.symlink(f"mrlock:{socket.gethostname()}:{me}:{_process_start(me)}:{int(time.time())}", live)
+    dead = cdir(populated, "resnet") / "snapshot.json.lock"
+    os.symlink(f"mrlock:{socket.gethostname()}:{dead_pid()}::{int(time.time())}", dead)
+    api, _ = check(populated, mr)
+    assert [(r["kind"], r["object"]) for r in api["reclaimable"]] == [("lock", P + "resnet/snapshot.json.lock")]
+    done = json.loads(mr("gc", "--grace", "0", "--json").stdout)
+    assert done["locks"] == 1 and not os.path.lexists(dead) and os.path.lexists(live)
