@@ -412,3 +412,20 @@ def test_symlink_locks_live_ones_are_kept_dead_ones_listed_and_removed(populated
     assert [(r["kind"], r["object"]) for r in api["reclaimable"]] == [("lock", P + "resnet/snapshot.json.lock")]
     done = json.loads(mr("gc", "--grace", "0", "--json").stdout)
     assert done["locks"] == 1 and not os.path.lexists(dead) and os.path.lexists(live)
+
+
+@pytest.mark.parametrize("link", ["../../../etc", "local/default", "local/default/x/y", "local/default/.."])
+def test_a_mark_naming_no_valid_model_is_a_leftover_and_gc_leaves_collections_alone(populated, mr, link):
+    append_record(populated, "resnet", marks=[{"version": 0, "link": link}])
+    api, _ = check(populated, mr)
+    assert api["ok"] and [(r["kind"], r["object"]) for r in api["reclaimable"]] == [("mark", f"resnet:v0 -> {link}")]
+    human = mr("gc", "--grace", "0")
+    assert human.returncode == 0 and human.stdout == 'removed 0 blobs (0 B), 1 "linked into" mark\n'
+    assert populated.collection(populated.parse("resnet").collection).marks() == {1: ["local/default/classifier"]}
+    assert check(populated, mr)[0]["reclaimable"] == []
+
+
+def test_gc_says_what_it_removed_besides_blobs(populated, mr):
+    (cdir(populated, "classifier") / "manifests" / ("cd" * 32 + ".json")).write_text("{}")
+    assert mr("gc", "--grace", "1h").stdout == "nothing to remove\n"
+    assert mr("gc", "--grace", "0").stdout == "removed 0 blobs (2 B), 1 unnamed manifest\n"  # bytes: all removed

@@ -980,11 +980,11 @@ class _Scan2(_Scanner):
         for number in layout.live_numbers(coll.state):
             src = coll.state["versions"][number].get("source")
             ref = self.reg.short(coll.id, number)
-            try:
-                source_id = CollectionId(src["entity"], src["project"], src["name"])
-                source_version = src["version"]
-            except (TypeError, KeyError):
-                self.problem("link", ref, "its change record names no source")
+            source_id = _collection_id(*(src.get(k) for k in ("entity", "project", "name"))) \
+                if isinstance(src, dict) else None
+            source_version = src.get("version") if isinstance(src, dict) else None
+            if source_id is None or not (isinstance(source_version, int) and not isinstance(source_version, bool)):
+                self.problem("link", ref, "its change record names no valid source")
                 continue
             source_ref = self.reg.short(source_id, source_version)
             source = self.colls.get(source_id)
@@ -1010,8 +1010,8 @@ class _Scan2(_Scanner):
         for number, targets in sorted(coll.state["marks"].items()):
             wanted = {"entity": coll.id.entity, "project": coll.id.project, "name": coll.id.name, "version": number}
             for full in list(targets):
-                parts = full.split("/")
-                target = self.colls.get(CollectionId(*parts)) if len(parts) == 3 else None
+                target_id = _collection_id(*full.split("/"))
+                target = self.colls.get(target_id) if target_id else None
                 if target is not None and (target.broken or any(
                         s.get("source") == wanted for s in target.state["versions"].values())):
                     continue  # linked (or not knowable): no leftover
@@ -1022,13 +1022,21 @@ class _Scan2(_Scanner):
                               age=age, remove=lambda c=coll.id, n=number, f=full: _unmark(self.reg, c, n, f))
 
 
+def _collection_id(*parts) -> CollectionId | None:
+    """The collection that stored names name, or None when they are not three valid names
+    (a hand-made record must not lead a reader outside collections/)."""
+    if len(parts) != 3 or not all(isinstance(p, str) and NAME_RE.fullmatch(p) for p in parts):
+        return None
+    return CollectionId(*parts)
+
+
 def _unmark(registry, cid: CollectionId, number: int, full: str) -> bool:
     """Commit the removal of a "linked into" mark, if its registered model still holds no link."""
     from .changes import Change
 
     wanted = {"entity": cid.entity, "project": cid.project, "name": cid.name, "version": number}
-    parts = full.split("/")
-    target = registry.collection(CollectionId(*parts)) if len(parts) == 3 else None
+    target_id = _collection_id(*full.split("/"))
+    target = registry.collection(target_id) if target_id else None  # a mark naming no valid model: just go
 
     def build(state):
         if full not in state["marks"].get(number, []):
