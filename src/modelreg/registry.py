@@ -1042,8 +1042,9 @@ class Registry:
 
     def gc(self, dry_run: bool = False, grace=None):
         """Remove unreferenced blobs and leftovers older than `grace` (DURATION, seconds or None)."""
-        from .maintenance import gc
+        from .maintenance import gc, grace_seconds
 
+        grace_seconds(self, grace)  # a bad DURATION is a usage error (2) before anything else
         self._writable()  # format 1: gc would write; only `upgrade` may
         return gc(self, dry_run=dry_run, grace=grace)
 
