@@ -598,7 +598,7 @@ class _Fsck(_Scanner):
         if start is not None:
             self.leftover("history", self.rel(coll.history_path),
                           f"a torn final line ({len(raw) - start} bytes) of an interrupted append; "
-                          "the next change or gc removes it", len(raw) - start)
+                          "readers skip it", len(raw) - start)
             raw = raw[:start]
         bad = []
         for number, line in enumerate(raw.splitlines(), 1):

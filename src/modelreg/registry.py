@@ -1035,7 +1035,8 @@ class Registry:
     # -- maintenance -----------------------------------------------------------------
 
     def fsck(self, quick: bool = False, on_progress=None):
-        """Check every blob, manifest, alias, link, tombstone, history and index file."""
+        """Check every blob, name claim, change record, manifest, snapshot, alias and link
+        (a format-1 registry: its own files, read-only); list leftovers gc removes."""
         from .maintenance import fsck
 
         return fsck(self, quick=quick, on_progress=on_progress)
