@@ -427,3 +427,16 @@ def test_gc_says_what_it_removed_besides_blobs(populated, mr):
     (cdir(populated, "classifier") / "manifests" / ("cd" * 32 + ".json")).write_text("{}")
     assert mr("gc", "--grace", "1h").stdout == "nothing to remove\n"
     assert mr("gc", "--grace", "0").stdout == "removed 0 blobs (2 B), 1 unnamed manifest\n"  # bytes: all removed
+
+
+@pytest.mark.parametrize("path", ["../escape", "/etc/passwd", "a\\b", "sub/../x", ".modelreg/config.toml", "a\nb"])
+def test_an_unsafe_path_in_a_manifest_is_a_problem_and_its_blobs_stay(populated, mr, path):
+    manifest = manifest_of(populated, "resnet", 0)
+    data = json.loads(manifest.read_text())
+    data["files"][0]["path"] = path
+    manifest.write_text(json.dumps(data))
+    blobs = {f["digest"] for f in data["files"]}
+    api, _ = check(populated, mr)
+    assert ("manifest", "resnet:v0") in [(p["kind"], p["object"]) for p in api["problems"]]
+    assert mr("gc", "--grace", "0").returncode == 0
+    assert all(populated.store.blob_path(d).exists() for d in blobs)
