@@ -783,7 +783,6 @@ class _Scan2(_Scanner):
             # else: format 1's files, left in an upgraded registry for reference; never read
         if not (changes_ or manifests or snapshot):
             return
-        label = f"{entity}/{project}/{name}"
         if not all(NAME_RE.fullmatch(p) for p in (entity, project, name)):
             self.problem("collection", prefix, "directory name is not a valid entity, project or name")
             self.protect_all(manifests)
