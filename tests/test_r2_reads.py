@@ -258,30 +258,38 @@ def test_cli_fails_only_what_needs_the_bad_record(reg, breaker):
     assert {d: blob(reg, d).read_bytes() for d in keep} == keep
 
 
+def manifest_file(reg: Registry, name: str, number: int) -> Path:
+    """Format 2: where the manifest of name:vN is (named by its BLAKE3, in its change record)."""
+    summary = reg.collection(reg.parse(name).collection).state()["versions"][number]
+    return coll_dir(reg, name) / "manifests" / f"{summary['manifest']}.json"
+
+
 @pytest.mark.parametrize("breaker", UNREADABLE.values(), ids=UNREADABLE.keys())
 def test_gc_removes_no_blob_while_a_record_cannot_be_read(reg, tmp_path, breaker):
-    """It cannot tell which blobs that record names; the rest of its work still happens."""
+    """It cannot tell which blobs that manifest names; the rest of its work still happens."""
     deleted = reg.show("other:v0").files[0].digest
     reg.rm("other:v0", force=True)  # its blob is now unreferenced, and old enough for --grace 0
     orphan = reg.path / "tmp" / "rec-999999999-abcdef"  # a dead writer's temp file
     orphan.write_bytes(b"x")
-    break_record(reg, "m", 1, breaker)
+    bad = manifest_file(reg, "m", 1)
+    whole = bad.read_bytes()
+    breaker(bad)
 
     result = cli(reg, "gc", "--grace", "0", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["blobs"] == 0
-    assert any("m/versions/v1.json" in w and "no blob" in w for w in warnings(result.stderr)), result.stderr
+    assert any(f"m/manifests/{bad.name}" in w and "no blob" in w for w in warnings(result.stderr)), result.stderr
     assert blob(reg, deleted).exists()
     assert not orphan.exists()
 
-    # fsck agrees: with a record it cannot read, it offers no blob as reclaimable.
+    # fsck agrees: with a manifest it cannot read, it offers no blob as reclaimable.
     report = Registry.open(reg.path).fsck()
     assert not [r for r in report.reclaimable if r.kind == "blob"]
+    assert ("manifest", "m:v1") in [(p.kind, p.object) for p in report.problems]
 
-    # Once the record reads again (here: a tombstone), gc accounts for every blob again.
-    bad = record_path(reg, "m", 1)
+    # Once the manifest reads again, gc accounts for every blob again.
     bad.rmdir() if bad.is_dir() and not bad.is_symlink() else bad.unlink()
-    bad.write_text(json.dumps({"format": 1, "version": 1, "digest": "0" * 64, "deleted": "2020-01-01T00:00:00Z"}))
+    bad.write_bytes(whole)
     assert Registry.open(reg.path).gc(grace=0).blobs >= 1
     assert not blob(reg, deleted).exists()
 
@@ -310,9 +318,14 @@ def test_fsck_names_every_bad_object_and_goes_on(reg, tmp_path):
         name = f"c{i}"
         reg.log(make_tree(tmp_path / f"c{i}a", {"f": f"{i}a"}), name)
         reg.log(make_tree(tmp_path / f"c{i}b", {"f": f"{i}b"}), name)
-        break_record(reg, name, 1, breaker)
+        breaker(manifest_file(reg, name, 1))
         names.append(name)
-    (coll_dir(reg, "other") / "aliases" / "stale").write_text("v9\n")  # a problem of another kind
+    # a problem of another kind: an alias at no version, by a hand-written change record
+    changes = coll_dir(reg, "other") / "changes"
+    seq = len(list(changes.iterdir()))
+    (changes / f"{seq:012d}.json").write_text(json.dumps({
+        "format": 2, "seq": seq, "txid": "t" * 32, "time": "2026-01-01T00:00:00.000000Z", "events": [],
+        "aliases": {"best": 0, "stale": 9}}))
 
     result = cli(reg, "fsck", "--json")
     assert result.returncode == 1, result.stderr

@@ -184,6 +184,12 @@ def _break_stale(path: Path, seen: dict, tmp_dir: Path | None = None) -> bool:
         breaker.unlink(missing_ok=True)
 
 
+def break_stale(path: Path, seen: dict, tmp_dir: Path | None = None) -> bool:
+    """Remove the lock `path` if it still holds the stale record `seen`, as a waiter would;
+    True if removed. For gc, which breaks the locks of dead holders without waiting."""
+    return _break_stale(path, seen, tmp_dir)
+
+
 def _remove_if_same(path: Path, record: dict) -> None:
     # A dead breaker's file: removed unless a live breaker replaced it meanwhile. The window
     # between read and unlink is tiny and only costs that breaker one more round.

@@ -1,24 +1,30 @@
-"""Checking and cleaning a registry: `fsck` and `gc` (SPEC §3 and §5).
+"""Checking and cleaning a registry: `fsck` and `gc` (SPEC §3 and §5), as one scanner.
 
-`fsck` reads everything and changes nothing. It separates two things:
+A scan reads the registry once (one walk of `objects/`) and yields typed findings:
 
-- **problems** — stored data that is wrong: a blob whose content or size does not match
-  its digest, a writable blob, a missing blob, a manifest that does not parse, is unsafe
-  or whose digest is not the digest of its entries, an alias pointing nowhere, a history
-  line that is not an event, an index cache that is fresh but wrong. Any problem makes
-  `fsck` exit 1.
-- **reclaimable leftovers** — what an interrupted write leaves behind and `gc` removes:
-  files in `tmp/`, unreferenced blobs, lock files (and `.break` files) of dead processes,
-  entries of dead writers, a torn final history line. They are normal after a crash and
-  never make `fsck` fail.
+- **problems** (`Problem`) — stored data that is wrong: a blob whose content or size does
+  not match its digest, a writable or missing blob, a manifest that is missing, changed,
+  does not parse or whose digest is not the digest of its files, a change record that
+  does not parse or leaves a gap, an alias pointing at no live version, a snapshot ahead
+  of the records or disagreeing with them, a name claim that does not parse. Any problem
+  makes `fsck` exit 1.
+- **leftovers** (`Leftover`) — what an interrupted write leaves behind and `gc` removes:
+  temporary files, unreferenced blobs, manifests no record names, "linked into" marks with
+  no link behind them, locks of dead processes. Each carries its age and how it is
+  removed, so fsck lists exactly what gc would remove, and gc removes what is older than
+  the grace period. They are normal after a crash and never make `fsck` fail.
 
 A link whose source version was deleted is *dangling*: a state the user made (`rm
---force`), not corruption. `fsck` lists dangling links apart and does not fail on them.
+--force`), not corruption, listed apart.
 
-`gc` follows SPEC §5: it takes `locks/gc.lock`, waits until no registered writer is
-alive, computes what every live version manifest references, and deletes unreferenced
-blobs and temporary files older than the grace period, locks of dead holders and torn
-history tails. A manifest that cannot be parsed still protects every digest it mentions.
+Format 2 is scanned through `registry.storage` (claims, change records, manifests,
+snapshots); a format-1 registry (0.1.0) is checked read-only by its own code path with
+the same finding types, and `gc` refuses it (it would write): upgrade first.
+
+`gc` takes `registry.gc_lock`, waits until no registered writer is alive, scans, and
+removes the removable leftovers. It keeps every blob a live version's manifest names; a
+manifest that reads but does not parse keeps every digest it mentions, and while any
+manifest or change record cannot be read at all, no blob is removed.
 """
 
 from __future__ import annotations
@@ -30,14 +36,16 @@ import shutil
 import stat
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Callable
 
-from . import hashing
+from . import hashing, layout
 from . import manifest as mf
 from .collections import ALIAS_LINE, INDEX_FORMAT, KINDS, VERSION_FILE, Collection, Summary, torn_tail
 from .config import parse_duration
 from .errors import Error, IntegrityError, InvalidInput, LockTimeout
-from .locks import STALE_REMOTE_SECONDS, FileLock, _break_stale, holder_is_dead, lock_wait_seconds, read_record
+from .locks import STALE_REMOTE_SECONDS, FileLock, break_stale, holder_is_dead, lock_wait_seconds, read_record
 from .util import host_tag, temp_owner
 from .refs import ALIAS_RE, LATEST, NAME_RE, VERSION_RE, CollectionId
 from .util import NotRegularFile, read_regular
@@ -45,6 +53,7 @@ from .util import NotRegularFile, read_regular
 HEX2 = re.compile(r"[0-9a-f]{2}")
 HEX62 = re.compile(r"[0-9a-f]{62}")
 HEX64_BYTES = re.compile(rb"[0-9a-f]{64}")
+MANIFEST_NAME = re.compile(r"([0-9a-f]{64})\.json")
 # gc gives in-flight writers this long to finish; writers wait longer (60 s) for gc.
 GC_WRITER_WAIT = 30.0
 SHOWN_USERS = 5
@@ -68,13 +77,24 @@ class Problem:
 
 @dataclass(frozen=True)
 class Leftover:
-    """Something `gc` can remove. `kind`: blob, tmp, lock or history; `object`: its path
-    relative to the registry."""
+    """Something `gc` can remove. `kind`: blob, tmp, lock, history (format 1), manifest or
+    mark (format 2); `object`: its path relative to the registry (a mark: the version's
+    ref and the registered model it names).
+
+    The scanner judges each leftover once: `age` (seconds) is what the grace period is
+    compared with (a dead holder's lock has no grace: `age` is infinite), `remove` takes
+    it away (False: it turned out not to be a leftover after all), and `doubtful` marks
+    a temp file that nobody here can judge but by its age (made on another host less
+    than ten minutes ago): gc removes it past the grace period, fsck does not list it.
+    """
 
     kind: str
     object: str
     message: str
     bytes: int = 0
+    age: float = field(default=float("inf"), compare=False, repr=False)
+    remove: Callable[[], object] | None = field(default=None, compare=False, repr=False)
+    doubtful: bool = field(default=False, compare=False, repr=False)
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "object": self.object, "message": self.message, "bytes": self.bytes}
@@ -187,22 +207,6 @@ def _tmp_in_flight(name: str, age: float) -> bool | None:
     return age < STALE_REMOTE_SECONDS
 
 
-def _lock_files(root: Path):
-    """(path, what) of every lock-like file: gc.lock, config.lock, .break files, collection locks."""
-    locks_dir = root / "locks"
-    for entry in _scandir(locks_dir):
-        if entry.name.endswith(".break"):
-            yield Path(entry.path), "lock breaker file"
-        elif entry.name.endswith(".lock"):
-            yield Path(entry.path), {"gc.lock": "gc lock", "gc-2.lock": "gc lock",
-                                     "config.lock": "config lock"}.get(entry.name, "lock")
-    for _, directory in _collection_dirs(root):
-        for name, what in (("collection.lock", "collection lock"), ("collection.lock.break", "lock breaker file")):
-            path = directory / name
-            if os.path.lexists(path):
-                yield path, what
-
-
 def _holder(record: dict) -> str:
     return f"pid {record.get('pid', '?')} on {record.get('host', '?')}"
 
@@ -213,31 +217,36 @@ def _users_text(users: list[tuple[str, str, int]]) -> str:
     return ", ".join(shown) + more
 
 
-# -- fsck ------------------------------------------------------------------------------
+# -- the scanner -----------------------------------------------------------------------
 
 
-class _Fsck:
-    def __init__(self, registry, quick: bool, on_progress=None) -> None:
+class _Scanner:
+    """What both formats share: findings, one walk of objects/, tmp/ and lock files.
+
+    A subclass checks the collections first and fills `users` (digest -> [(ref, path,
+    size)] of every live version's files), `mentioned` (digests a manifest that does not
+    parse mentions) and `unreadable` (what could name any blob), then `run` walks the rest.
+    `verify` is "full" (re-hash blobs), "quick" (sizes) or "none" (gc: no blob is read).
+    """
+
+    def __init__(self, registry, verify: str = "full", on_progress=None) -> None:
         self.reg = registry
         self.root: Path = registry.path
-        self.quick = quick
+        self.verify = verify
         self.on_progress = on_progress or (lambda n: None)
+        self.now = time.time()
         self.problems: list[Problem] = []
         self.leftovers: list[Leftover] = []
         self.dangling: list[tuple[str, str]] = []
-        # digest -> [(ref, path, size)] of every live version manifest's files
         self.users: dict[str, list[tuple[str, str, int]]] = {}
-        # What gc keeps although no readable manifest names it (see _Collector.referenced):
-        # every hex digest in a record that does not parse, and everything while one cannot be read.
         self.mentioned: set[str] = set()
-        self.unreadable = False
-        self.where: dict[str, tuple[CollectionId, int]] = {}  # ref -> (collection, number)
-        # collection -> {number: record, or None when unreadable}
-        self.records: dict[CollectionId, dict[int, mf.Record | None]] = {}
-        self.kinds: dict[CollectionId, str] = {}
-        self.links: list[tuple[CollectionId, mf.LinkRecord]] = []
+        self.unreadable: list[str] = []
         self.counts = {"collections": 0, "versions": 0, "links": 0, "tombstones": 0, "aliases": 0,
                        "blobs": 0, "bytes": 0}
+
+    @property
+    def quick(self) -> bool:
+        return self.verify != "full"
 
     def rel(self, path: Path | str) -> str:
         return os.path.relpath(path, self.root)
@@ -245,24 +254,177 @@ class _Fsck:
     def problem(self, kind: str, obj: str, message: str) -> None:
         self.problems.append(Problem(kind, obj, message))
 
-    def leftover(self, kind: str, path: Path, message: str, size: int = 0) -> None:
-        self.leftovers.append(Leftover(kind, self.rel(path), message, size))
+    def leftover(self, kind: str, obj: str, message: str, size: int = 0, *, age: float = float("inf"),
+                 remove=None, doubtful: bool = False) -> None:
+        self.leftovers.append(Leftover(kind, obj, message, size, age, remove, doubtful))
+
+    def check_collections(self) -> None:
+        raise NotImplementedError
+
+    def lock_paths(self):
+        raise NotImplementedError
+
+    def still_live(self, ref: str) -> bool:
+        raise NotImplementedError
 
     def run(self) -> FsckResult:
-        for sub in ("objects", "tmp", "locks", "collections"):
+        for sub in ("objects", "tmp", "locks"):
             if not (self.root / sub).is_dir():
                 self.problem("registry", sub + "/", "directory is missing")
         self.check_collections()
-        self.check_links()
         self.check_blobs()
         self.check_tmp()
         self.check_locks()
-        return FsckResult(tuple(self.problems), tuple(self.leftovers), tuple(self.dangling), dict(self.counts),
-                          self.quick)
+        listed = tuple(x for x in self.leftovers if not x.doubtful)
+        return FsckResult(tuple(self.problems), listed, tuple(self.dangling), dict(self.counts),
+                          self.verify == "quick")
 
-    # -- collections -----------------------------------------------------------------
+    # -- blobs -----------------------------------------------------------------------
+
+    def check_blobs(self) -> None:
+        objects = self.root / "objects"
+        found: set[str] = set()
+        for top in _scandir(objects):
+            if not (HEX2.fullmatch(top.name) and top.is_dir(follow_symlinks=False)):
+                self.problem("blob", self.rel(top.path), "unexpected entry in objects/")
+                continue
+            for entry in _scandir(Path(top.path)):
+                if not HEX62.fullmatch(entry.name):
+                    self.problem("blob", self.rel(entry.path), "unexpected entry in objects/: not a blob name")
+                    continue
+                digest = top.name + entry.name
+                found.add(digest)
+                self.check_blob(digest, Path(entry.path))
+        for digest in sorted(set(self.users) - found):
+            users = [u for u in self.users[digest] if self.still_live(u[0])]
+            if users:  # else every user was deleted (and the blob collected) while we looked
+                self.problem("blob", digest, f"missing from the store; needed by {_users_text(users)}")
+
+    def check_blob(self, digest: str, path: Path) -> None:
+        where = self.rel(path)
+        users = self.users.get(digest, [])
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return  # removed while we looked (a concurrent gc)
+        if not stat.S_ISREG(st.st_mode):
+            self.problem("blob", digest, f"{where} is not a regular file" + (f"; used by {_users_text(users)}" if users else ""))
+            return
+        self.counts["blobs"] += 1
+        self.counts["bytes"] += st.st_size
+        used = f"; used by {_users_text(users)}" if users else "; unreferenced, so gc removes it"
+        if st.st_mode & 0o222:
+            self.problem("blob", digest, f"writable (mode {stat.S_IMODE(st.st_mode):o}); "
+                         f"blobs must be read-only (444){used}")
+        if self.verify != "full":
+            wrong = [u for u in users if u[2] != st.st_size]
+            if wrong:
+                self.problem("blob", digest, f"size {st.st_size}, expected {wrong[0][2]}{used}")
+        else:
+            try:
+                actual, size = hashing.hash_file(path)
+            except OSError as exc:
+                self.problem("blob", digest, f"cannot be read: {exc.strerror}{used}")
+                return
+            self.on_progress(size)
+            if actual != digest:
+                what = f"size {size}, expected {users[0][2]}" if users and users[0][2] != size else \
+                    "content does not match its digest"
+                self.problem("blob", digest, f"{what}{used}")
+                return
+            wrong = [u for u in users if u[2] != size]
+            for ref, rel, recorded in wrong:
+                self.problem("manifest", ref, f"records size {recorded} for {rel}, but its blob {digest[:12]} "
+                             f"holds {size} bytes")
+        if not users and not self.unreadable and digest not in self.mentioned:
+            self.leftover("blob", where, "unreferenced blob (no live version uses it)", st.st_size,
+                          age=self.now - st.st_mtime, remove=path.unlink)
+
+    # -- leftovers -------------------------------------------------------------------
+
+    def temp_file(self, path: Path, what: str = "temporary file of an interrupted write") -> None:
+        """A temp file, judged by the host and pid in its name, else by its age."""
+        try:
+            age = self.now - os.lstat(path).st_mtime
+        except FileNotFoundError:
+            return
+        in_flight = _tmp_in_flight(path.name, age)
+        if in_flight:
+            return  # its writer runs here right now
+        doubtful = in_flight is None and temp_owner(path.name) is not None and age < STALE_REMOTE_SECONDS
+        self.leftover("tmp", self.rel(path), f"{what} ({_age(age)} old)", _tree_size(path), age=age,
+                      remove=lambda p=path: _remove_tree(p), doubtful=doubtful)
+
+    def check_tmp(self) -> None:
+        for entry in _scandir(self.root / "tmp"):
+            self.temp_file(Path(entry.path))
+
+    def check_locks(self) -> None:
+        from .upgrade import is_guard
+
+        for path, what in self.lock_paths():
+            record = read_record(path)
+            # upgrade's guards keep 0.1.0 out for good: held, never stale
+            if record is None or is_guard(record) or not holder_is_dead(record):
+                continue
+            if what in ("writer entry", "lock breaker file"):
+                remove = (lambda p=path, r=record: _remove_if_same(p, r))
+            else:
+                remove = (lambda p=path, r=record: break_stale(p, r, self.root / "tmp"))
+            message = f"{what} of {_holder(record)}, which is gone" if what == "writer entry" else \
+                f"stale {what} of {_holder(record)}, which is gone"
+            self.leftover("lock", self.rel(path), message, remove=remove)
+
+    def common_lock_paths(self):
+        """Lock-like files under locks/: gc and config locks, .break files, writer entries."""
+        locks_dir = self.root / "locks"
+        for entry in _scandir(locks_dir):
+            if entry.name.endswith(".break"):
+                yield Path(entry.path), "lock breaker file"
+            elif entry.name.endswith(".lock"):
+                yield Path(entry.path), {"gc.lock": "gc lock", "gc-2.lock": "gc lock",
+                                         "config.lock": "config lock"}.get(entry.name, "lock")
+        for entry in _scandir(locks_dir / "writers"):
+            yield Path(entry.path), "writer entry"
+
+
+# -- format 1 (0.1.0): checked read-only -----------------------------------------------
+
+
+class _Fsck(_Scanner):
+    def __init__(self, registry, verify: str = "full", on_progress=None) -> None:
+        super().__init__(registry, verify, on_progress)
+        self.where: dict[str, tuple[CollectionId, int]] = {}  # ref -> (collection, number)
+        # collection -> {number: record, or None when unreadable}
+        self.records: dict[CollectionId, dict[int, mf.Record | None]] = {}
+        self.kinds: dict[CollectionId, str] = {}
+        self.links: list[tuple[CollectionId, mf.LinkRecord]] = []
+
+    def run(self) -> FsckResult:
+        if not (self.root / "collections").is_dir():
+            self.problem("registry", "collections/", "directory is missing")
+        return super().run()
+
+    def lock_paths(self):
+        yield from self.common_lock_paths()
+        for _, directory in _collection_dirs(self.root):
+            for name, what in (("collection.lock", "collection lock"), ("collection.lock.break", "lock breaker file")):
+                path = directory / name
+                if os.path.lexists(path):
+                    yield path, what
+
+    def still_live(self, ref: str) -> bool:
+        cid, number = self.where[ref]
+        try:
+            return isinstance(Collection(self.root, cid, fsync=False).read(number), mf.VersionManifest)
+        except Error:
+            return True  # unreadable now: report what we saw
 
     def check_collections(self) -> None:
+        self.check_collections1()
+        self.check_links()
+
+    def check_collections1(self) -> None:
         seen: dict[tuple[str, str, str], CollectionId] = {}
         for cid, directory in _collection_dirs(self.root):
             if cid is None:
@@ -351,7 +513,7 @@ class _Fsck:
             raw = read_regular(path)
         except OSError as exc:
             self.problem("manifest" if kind == "artifact" else "link", ref, f"{where}: cannot be read: {exc.strerror}")
-            self.unreadable = True
+            self.unreadable.append(where)
             return None
         try:
             # The digest is checked below, with a message that says which digest the files have.
@@ -434,9 +596,9 @@ class _Fsck:
             return
         start = torn_tail(raw)
         if start is not None:
-            self.leftover("history", coll.history_path,
+            self.leftover("history", self.rel(coll.history_path),
                           f"a torn final line ({len(raw) - start} bytes) of an interrupted append; "
-                          "the next change or gc removes it", len(raw) - start)
+                          "readers skip it", len(raw) - start)
             raw = raw[:start]
         bad = []
         for number, line in enumerate(raw.splitlines(), 1):
@@ -500,95 +662,390 @@ class _Fsck:
 
     # -- blobs -----------------------------------------------------------------------
 
-    def check_blobs(self) -> None:
-        objects = self.root / "objects"
-        found: set[str] = set()
-        for top in _scandir(objects):
-            if not (HEX2.fullmatch(top.name) and top.is_dir(follow_symlinks=False)):
-                self.problem("blob", self.rel(top.path), "unexpected entry in objects/")
-                continue
-            for entry in _scandir(Path(top.path)):
-                if not HEX62.fullmatch(entry.name):
-                    self.problem("blob", self.rel(entry.path), "unexpected entry in objects/: not a blob name")
-                    continue
-                digest = top.name + entry.name
-                found.add(digest)
-                self.check_blob(digest, Path(entry.path))
-        for digest in sorted(set(self.users) - found):
-            users = [u for u in self.users[digest] if self.still_live(u[0])]
-            if users:  # else every user was deleted (and the blob collected) while we looked
-                self.problem("blob", digest, f"missing from the store; needed by {_users_text(users)}")
+
+# -- format 2 --------------------------------------------------------------------------
+
+
+def _record_time(record: dict) -> float | None:
+    try:
+        return _parse_rfc3339(record["time"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _parse_rfc3339(text: str) -> float:
+    from datetime import timezone
+
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
+
+
+def _normal(doc) -> str:
+    return json.dumps(doc, sort_keys=True)
+
+
+class _Coll2:
+    """What the scan learned of one format-2 collection."""
+
+    def __init__(self, cid: CollectionId, kind: str, prefix: str) -> None:
+        self.id = cid
+        self.kind = kind
+        self.prefix = prefix
+        self.state = layout.empty_state()
+        self.broken = False  # a record is missing or bad: the state is not known
+        self.marked_at: dict[tuple[int, str], float | None] = {}  # (version, link) -> time of its mark
+
+
+class _Scan2(_Scanner):
+    """A format-2 registry, read through `registry.storage`."""
+
+    def __init__(self, registry, verify: str = "full", on_progress=None) -> None:
+        super().__init__(registry, verify, on_progress)
+        self.storage = registry.storage
+        self.colls: dict[CollectionId, _Coll2] = {}
+        self.where: dict[str, tuple[CollectionId, int]] = {}
+        self.extra_locks: list[tuple[Path, str]] = []
+
+    def key_path(self, key: str) -> Path:
+        return self.root / key
+
+    def lock_paths(self):
+        yield from self.common_lock_paths()
+        yield from self.extra_locks
 
     def still_live(self, ref: str) -> bool:
         cid, number = self.where[ref]
         try:
-            return isinstance(Collection(self.root, cid, fsync=False).read(number), mf.VersionManifest)
+            summary = self.reg.collection(cid).state(fresh=True)["versions"].get(number)
         except Error:
             return True  # unreadable now: report what we saw
+        return summary is not None and not summary.get("deleted")
 
-    def check_blob(self, digest: str, path: Path) -> None:
-        where = self.rel(path)
-        users = self.users.get(digest, [])
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            return  # removed while we looked (a concurrent gc)
-        if not stat.S_ISREG(st.st_mode):
-            self.problem("blob", digest, f"{where} is not a regular file" + (f"; used by {_users_text(users)}" if users else ""))
-            return
-        self.counts["blobs"] += 1
-        self.counts["bytes"] += st.st_size
-        used = f"; used by {_users_text(users)}" if users else "; unreferenced, so gc removes it"
-        if st.st_mode & 0o222:
-            self.problem("blob", digest, f"writable (mode {stat.S_IMODE(st.st_mode):o}); "
-                         f"blobs must be read-only (444){used}")
-        if self.quick:
-            wrong = [u for u in users if u[2] != st.st_size]
-            if wrong:
-                self.problem("blob", digest, f"size {st.st_size}, expected {wrong[0][2]}{used}")
-        else:
-            try:
-                actual, size = hashing.hash_file(path)
-            except OSError as exc:
-                self.problem("blob", digest, f"cannot be read: {exc.strerror}{used}")
-                return
-            self.on_progress(size)
-            if actual != digest:
-                what = f"size {size}, expected {users[0][2]}" if users and users[0][2] != size else \
-                    "content does not match its digest"
-                self.problem("blob", digest, f"{what}{used}")
-                return
-            wrong = [u for u in users if u[2] != size]
-            for ref, rel, recorded in wrong:
-                self.problem("manifest", ref, f"records size {recorded} for {rel}, but its blob {digest[:12]} "
-                             f"holds {size} bytes")
-        if not users and not self.unreadable and digest not in self.mentioned:
-            self.leftover("blob", path, "unreferenced blob (no live version uses it)", st.st_size)
-
-    # -- leftovers -------------------------------------------------------------------
-
-    def check_tmp(self) -> None:
-        now = time.time()
-        for entry in _scandir(self.root / "tmp"):
-            try:
-                age = now - os.lstat(entry.path).st_mtime
-            except FileNotFoundError:
+    def check_collections(self) -> None:
+        claims = self.read_claims()
+        trees: dict[tuple[str, str, str], list] = {}
+        for item in self.storage.list("collections/"):
+            parts = item.key.split("/")
+            if len(parts) < 5:
+                self.problem("collection", item.key, "unexpected file in collections/")
                 continue
-            in_flight = _tmp_in_flight(entry.name, age)
-            if in_flight or (in_flight is None and temp_owner(entry.name) and age < STALE_REMOTE_SECONDS):
-                continue  # in flight right now, here or (young, from another host) elsewhere
-            self.leftover("tmp", Path(entry.path), f"temporary file of an interrupted write ({_age(age)} old)",
-                          _tree_size(Path(entry.path)))
+            trees.setdefault((parts[1], parts[2], parts[3]), []).append(item)
+        for (entity, project, name), items in sorted(trees.items()):
+            self.check_tree(entity, project, name, items, claims)
+        for coll in self.colls.values():
+            if coll.kind == "registered" and not coll.broken:
+                self.check_links(coll)
+        for coll in self.colls.values():
+            if coll.kind == "artifact" and not coll.broken:
+                self.check_marks(coll)
 
-    def check_locks(self) -> None:
-        for path, what in _lock_files(self.root):
-            record = read_record(path)
-            if record is not None and holder_is_dead(record):
-                self.leftover("lock", path, f"stale {what} of {_holder(record)}, which is gone")
-        for entry in _scandir(self.root / "locks" / "writers"):
-            record = read_record(Path(entry.path))
-            if record is not None and holder_is_dead(record):
-                self.leftover("lock", Path(entry.path), f"writer entry of {_holder(record)}, which is gone")
+    def read_claims(self) -> dict[tuple[str, str, str], dict]:
+        """(entity, project, folded name) -> claim, for every claim that parses."""
+        from .changes import parse_claim
+        from .storage import NotRegular
+
+        claims = {}
+        for item in self.storage.list("names/"):
+            parts = item.key.split("/")
+            if len(parts) != 4 or not (NAME_RE.fullmatch(parts[1]) and NAME_RE.fullmatch(parts[2])):
+                self.problem("collection", item.key, "unexpected file in names/")
+                continue
+            try:
+                claim = parse_claim(self.storage.read(item.key), item.key)
+            except NotRegular:
+                self.problem("collection", item.key, "not a regular file")
+                self.unreadable.append(item.key)
+                continue
+            except IntegrityError as exc:
+                self.problem("collection", item.key, exc.message.removeprefix(f"{item.key}: "))
+                self.unreadable.append(item.key)
+                continue
+            claims[(parts[1], parts[2], claim["name"].casefold())] = claim
+        return claims
+
+    def check_tree(self, entity: str, project: str, name: str, items: list, claims: dict) -> None:
+        prefix = layout.collection_prefix(entity, project, name)
+        changes_, manifests, snapshot = [], [], None
+        for item in items:
+            rest = item.key[len(prefix):]
+            base = rest.rpartition("/")[2]
+            if base.endswith((".lock", ".lock.break")):
+                what = "lock breaker file" if base.endswith(".break") else \
+                    ("collection lock" if base == "collection.lock" else "lock")
+                self.extra_locks.append((self.key_path(item.key), what))
+            elif temp_owner(base) is not None:
+                self.temp_file(self.key_path(item.key))  # a lock's temp file, made beside it
+            elif rest.startswith("changes/"):
+                changes_.append(item)
+            elif rest.startswith("manifests/"):
+                manifests.append(item)
+            elif rest == "snapshot.json":
+                snapshot = item
+            # else: format 1's files, left in an upgraded registry for reference; never read
+        if not (changes_ or manifests or snapshot):
+            return
+        if not all(NAME_RE.fullmatch(p) for p in (entity, project, name)):
+            self.problem("collection", prefix, "directory name is not a valid entity, project or name")
+            self.protect_all(manifests)
+            return
+        cid = CollectionId(entity, project, name)
+        label = self.reg.short(cid)
+        claim = claims.get((entity, project, name.casefold()))
+        if claim is None or claim["name"] != name:
+            self.problem("collection", label, f"{prefix} has no name claim" +
+                         (f" (the name is claimed as {claim['name']!r})" if claim else ""))
+            self.protect_all(manifests)
+            return
+        coll = _Coll2(cid, claim["kind"], prefix)
+        self.colls[cid] = coll
+        self.counts["collections"] += 1
+        snap = self.read_snapshot(snapshot)
+        self.check_changes(coll, changes_, snap)
+        if coll.broken:
+            self.unreadable.append(f"{prefix}changes/")
+            self.protect_all(manifests)
+            return
+        self.check_aliases(coll)
+        self.check_duplicates(coll)
+        named = {s.get("manifest") for s in coll.state["versions"].values()}
+        for number, summary in sorted(coll.state["versions"].items()):
+            if summary.get("deleted"):
+                self.counts["tombstones"] += 1
+            else:
+                self.check_manifest(coll, number, summary)
+        for item in manifests:
+            base = item.key[len(prefix) + len("manifests/"):]
+            match = MANIFEST_NAME.fullmatch(base)
+            if not match:
+                self.problem("manifest", item.key, "unexpected file in manifests/")
+            elif match.group(1) not in named:
+                self.leftover("manifest", item.key, "manifest no change record names (its writer stopped "
+                              "before its commit)", item.size, age=self.now - item.mtime,
+                              remove=lambda k=item.key: self.storage.delete(k))
+
+    def protect_all(self, manifests: list) -> None:
+        """Blobs of a collection that cannot be judged: every digest its manifests mention."""
+        for item in manifests:
+            try:
+                self.mentioned.update(m.decode() for m in HEX64_BYTES.findall(self.storage.read(item.key)))
+            except (OSError, Error):
+                self.unreadable.append(item.key)
+
+    def read_snapshot(self, item) -> dict | None:
+        """The snapshot as a reader takes it, or None when a reader would ignore it (missing, torn)."""
+        if item is None:
+            return None
+        try:
+            data = json.loads(self.storage.read(item.key))
+            state = layout.state_from_snapshot(data)
+            if data.get("format") != layout.FORMAT or not isinstance(state["seq"], int):
+                return None
+        except (OSError, Error, ValueError, TypeError, AttributeError, RecursionError, UnicodeDecodeError):
+            return None
+        return state
+
+    def check_changes(self, coll: _Coll2, items: list, snap: dict | None) -> None:
+        from .changes import parse_change
+        from .storage import NotRegular
+
+        label = self.reg.short(coll.id)
+        expected_snapshot = None
+        seqs = []
+        for item in items:
+            seq = layout.change_seq(item.key)
+            if seq is None or item.key != layout.change_key(coll.prefix, seq):
+                self.problem("record", item.key, "unexpected file in changes/")
+                continue
+            seqs.append((seq, item.key))
+        for position, (seq, key) in enumerate(sorted(seqs)):
+            if seq != position:
+                self.problem("record", label, f"change record {position} is missing before {seq}")
+                coll.broken = True
+                break
+            try:
+                record = parse_change(self.storage.read(key), key)
+            except NotRegular:
+                self.problem("record", key, "not a regular file")
+                coll.broken = True
+                break
+            except IntegrityError as exc:
+                self.problem("record", key, exc.message.removeprefix(f"{key}: "))
+                coll.broken = True
+                break
+            for number in record.get("add", {}):
+                if int(number) in coll.state["versions"]:
+                    self.problem("record", key, f"gives number {number} again: numbers are given once")
+            layout.fold(coll.state, record)
+            for mark in record.get("marks", ()):
+                coll.marked_at[(mark["version"], mark["link"])] = _record_time(record)
+            if snap is not None and snap["seq"] == seq:
+                expected_snapshot = _normal(layout.snapshot_of(coll.state))
+        if snap is None or coll.broken:
+            return
+        where = coll.prefix + "snapshot.json"
+        fix = "; remove it and it is rebuilt"
+        if snap["seq"] > coll.state["seq"]:
+            self.problem("snapshot", where, f"covers change record {snap['seq']}, but the last record is "
+                         f"{coll.state['seq']}{fix}")
+        elif expected_snapshot is not None and _normal(layout.snapshot_of(snap)) != expected_snapshot:
+            self.problem("snapshot", where, f"does not match change records 0 to {snap['seq']}{fix}")
+
+    def check_aliases(self, coll: _Coll2) -> None:
+        versions = coll.state["versions"]
+        folded: dict[str, str] = {}
+        for alias, number in sorted(coll.state["aliases"].items()):
+            self.counts["aliases"] += 1
+            obj = f"{self.reg.short(coll.id)}:{alias}"
+            if alias.casefold() in folded:
+                self.problem("alias", obj, f"differs from alias {folded[alias.casefold()]!r} only by case")
+            folded.setdefault(alias.casefold(), alias)
+            if VERSION_RE.fullmatch(alias) or alias in ("none", LATEST):
+                self.problem("alias", obj, "is not a valid alias name")
+            elif number not in versions:
+                self.problem("alias", obj, f"points at v{number}, which does not exist")
+            elif versions[number].get("deleted"):
+                self.problem("alias", obj, f"points at v{number}, which was deleted")
+
+    def check_duplicates(self, coll: _Coll2) -> None:
+        seen: dict[str, int] = {}
+        for number in layout.live_numbers(coll.state):
+            summary = coll.state["versions"][number]
+            key = _normal([summary.get("digest"), summary.get("source")])
+            if key in seen:
+                what = "hold the same files" if coll.kind == "artifact" else "link the same version"
+                self.problem("manifest" if coll.kind == "artifact" else "link", self.reg.short(coll.id, number),
+                             f"v{seen[key]} and v{number} {what}; one should have been reused")
+            else:
+                seen[key] = number
+
+    def check_manifest(self, coll: _Coll2, number: int, summary: dict) -> None:
+        from .storage import KeyMissing, NotRegular
+
+        kind = "manifest" if coll.kind == "artifact" else "link"
+        ref = self.reg.short(coll.id, number)
+        name = summary.get("manifest")
+        if name is None:  # a format-1 tombstone carried over is deleted; a live one needs its manifest
+            self.problem(kind, ref, "its change record names no manifest")
+            return
+        key = layout.manifest_key(coll.prefix, name)
+        try:
+            raw = self.storage.read(key)
+        except KeyMissing:
+            self.problem(kind, ref, f"{key} is missing")
+            self.unreadable.append(key)
+            return
+        except (NotRegular, OSError) as exc:
+            self.problem(kind, ref, f"{key} cannot be read: {exc.strerror or exc}")
+            self.unreadable.append(key)
+            return
+        if hashing.hash_bytes(raw) != name:
+            self.problem(kind, ref, f"{key}: content does not match its name; the manifest was changed")
+        try:
+            # The digest is checked below, with a message that says which digest the files have.
+            record = mf.parse_record(raw, key, number=number, check_digest=False)
+        except IntegrityError as exc:
+            self.problem(kind, ref, exc.message)
+            self.mentioned.update(m.decode() for m in HEX64_BYTES.findall(raw))
+            return
+        if isinstance(record, mf.Tombstone) or isinstance(record, mf.LinkRecord) != (coll.kind == "registered"):
+            self.problem(kind, ref, f"{key}: a {type(record).__name__} in a {coll.kind} collection")
+            self.mentioned.update(m.decode() for m in HEX64_BYTES.findall(raw))
+            return
+        if isinstance(record, mf.LinkRecord):
+            self.counts["links"] += 1
+            source = {"entity": record.source.entity, "project": record.source.project,
+                      "name": record.source.name, "version": record.source_version}
+            if summary.get("source") != source or summary.get("digest") != record.source_digest:
+                self.problem("link", ref, f"{key} links {record.source.full}:v{record.source_version}, "
+                             "not what its change record says")
+            return
+        self.counts["versions"] += 1
+        if record.artifact != coll.id:
+            self.problem("manifest", ref, f"{key}: names artifact {record.artifact.full}")
+        digest = hashing.version_digest([(e.path, e.digest, e.size, e.executable) for e in record.files])
+        if digest != record.digest:
+            self.problem("manifest", ref, f"{key}: digest {record.digest[:12]} is not the digest of its files "
+                         f"({digest[:12]}); the manifest was changed")
+        elif record.digest != summary.get("digest"):
+            self.problem("manifest", ref, f"{key}: digest {record.digest[:12]} is not the "
+                         f"{str(summary.get('digest'))[:12]} its change record gives")
+        total = sum(e.size for e in record.files)
+        if total != record.size:
+            self.problem("manifest", ref, f"{key}: size {record.size} is not the sum of its files ({total})")
+        self.where[ref] = (coll.id, number)
+        for entry in record.files:
+            self.users.setdefault(entry.digest, []).append((ref, entry.path, entry.size))
+
+    def check_links(self, coll: _Coll2) -> None:
+        for number in layout.live_numbers(coll.state):
+            src = coll.state["versions"][number].get("source")
+            ref = self.reg.short(coll.id, number)
+            source_id = _collection_id(*(src.get(k) for k in ("entity", "project", "name"))) \
+                if isinstance(src, dict) else None
+            source_version = src.get("version") if isinstance(src, dict) else None
+            if source_id is None or not (isinstance(source_version, int) and not isinstance(source_version, bool)):
+                self.problem("link", ref, "its change record names no valid source")
+                continue
+            source_ref = self.reg.short(source_id, source_version)
+            source = self.colls.get(source_id)
+            if source is None:
+                self.problem("link", ref, f"its source {source_ref}: no such collection")
+                continue
+            if source.kind != "artifact":
+                self.problem("link", ref, f"its source {source_ref} is a registered model: links never chain")
+                continue
+            if source.broken:
+                continue  # the source's own problem is reported
+            summary = source.state["versions"].get(source_version)
+            if summary is None:
+                self.problem("link", ref, f"its source {source_ref} never existed")
+            elif summary.get("deleted"):
+                self.dangling.append((ref, source_ref))
+            elif summary.get("digest") != coll.state["versions"][number].get("digest"):
+                self.problem("link", ref, f"records digest {coll.state['versions'][number].get('digest', '')[:12]} "
+                             f"but its source {source_ref} holds {summary.get('digest', '')[:12]}")
+
+    def check_marks(self, coll: _Coll2) -> None:
+        """"Linked into" marks with no link behind them: a `link` cut short between its two records."""
+        for number, targets in sorted(coll.state["marks"].items()):
+            wanted = {"entity": coll.id.entity, "project": coll.id.project, "name": coll.id.name, "version": number}
+            for full in list(targets):
+                target_id = _collection_id(*full.split("/"))
+                target = self.colls.get(target_id) if target_id else None
+                if target is not None and (target.broken or any(
+                        s.get("source") == wanted for s in target.state["versions"].values())):
+                    continue  # linked (or not knowable): no leftover
+                marked = coll.marked_at.get((number, full))
+                age = float("inf") if marked is None else self.now - marked
+                self.leftover("mark", f"{self.reg.short(coll.id, number)} -> {full}",
+                              f'"linked into {full}" with no link behind it (a link cut short)',
+                              age=age, remove=lambda c=coll.id, n=number, f=full: _unmark(self.reg, c, n, f))
+
+
+def _collection_id(*parts) -> CollectionId | None:
+    """The collection that stored names name, or None when they are not three valid names
+    (a hand-made record must not lead a reader outside collections/)."""
+    if len(parts) != 3 or not all(isinstance(p, str) and NAME_RE.fullmatch(p) for p in parts):
+        return None
+    return CollectionId(*parts)
+
+
+def _unmark(registry, cid: CollectionId, number: int, full: str) -> bool:
+    """Commit the removal of a "linked into" mark, if its registered model still holds no link."""
+    from .changes import Change
+
+    wanted = {"entity": cid.entity, "project": cid.project, "name": cid.name, "version": number}
+    target_id = _collection_id(*full.split("/"))
+    target = registry.collection(target_id) if target_id else None  # a mark naming no valid model: just go
+
+    def build(state):
+        if full not in state["marks"].get(number, []):
+            return None, False
+        if target is not None and target.exists() and any(
+                s.get("source") == wanted for s in target.state(fresh=True)["versions"].values()):
+            return None, False  # a link arrived after all
+        return Change([], state["aliases"], unmarks=[{"version": number, "link": full}]), True
+
+    return registry.collection(cid).commit(build)[2]
 
 
 def _record_kind(raw: bytes, collection_kind: str) -> str:
@@ -621,9 +1078,9 @@ def store_bytes(registry) -> int:
 
 
 def fsck(registry, quick: bool = False, on_progress=None) -> FsckResult:
-    """Check every blob, manifest, link, tombstone, alias, history and index file."""
-    return _Fsck(registry, quick, on_progress).run()
-
+    """Check every blob, manifest, change record, snapshot, alias and link; change nothing."""
+    scanner = _Scan2 if registry.format >= layout.FORMAT else _Fsck
+    return scanner(registry, "quick" if quick else "full", on_progress).run()
 
 # -- gc --------------------------------------------------------------------------------
 
@@ -645,7 +1102,6 @@ def grace_seconds(registry, grace) -> int:
         raise InvalidInput(f"invalid duration {grace!r}", hint=hint)
     return parse_duration(grace)
 
-
 class _Collector:
     def __init__(self, registry, grace: int, dry_run: bool) -> None:
         self.reg = registry
@@ -653,27 +1109,28 @@ class _Collector:
         self.grace = grace
         self.dry_run = dry_run
         self.removed: list[Leftover] = []
-        self.counts = {"blob": 0, "tmp": 0, "lock": 0, "history": 0, "kept": 0}
+        self.counts = {"blob": 0, "tmp": 0, "lock": 0, "kept": 0}
 
-    def rel(self, path) -> str:
-        return os.path.relpath(path, self.root)
-
-    def take(self, kind: str, path: Path, message: str, size: int, remove) -> None:
-        if not self.dry_run:
+    def take(self, item: Leftover) -> None:
+        if not self.dry_run and item.remove is not None:
             try:
-                if remove() is False:
-                    return  # not ours after all: taken again by a live holder
+                if item.remove() is False:
+                    return  # not a leftover after all: taken again by a live holder, or linked
             except FileNotFoundError:
                 return  # someone else removed it first
             except OSError as exc:
                 from .store import io_error
 
-                raise io_error(exc, f"removing {self.rel(path)}") from None
-        self.counts[kind] += 1
-        self.removed.append(Leftover(kind, self.rel(path), message, size))
+                raise io_error(exc, f"removing {item.object}") from None
+            except Error as exc:  # a mark's change record could not be committed: next time
+                self.reg.notify(f"warning: cannot remove {item.object}: {exc.message}")
+                return
+        if item.kind in self.counts:
+            self.counts[item.kind] += 1
+        self.removed.append(item)
 
     def drain_writers(self) -> None:
-        """With gc.lock held: wait until no live writer is registered (SPEC §5)."""
+        """With the gc lock held: wait until no live writer is registered (SPEC §5)."""
         deadline = time.monotonic() + max(GC_WRITER_WAIT, lock_wait_seconds())
         writers = self.root / "locks" / "writers"
         while True:
@@ -684,8 +1141,8 @@ class _Collector:
                 if record is None:
                     continue
                 if holder_is_dead(record):
-                    self.take("lock", path, f"writer entry of {_holder(record)}, which is gone", 0,
-                              lambda p=path: p.unlink())
+                    self.take(Leftover("lock", self.rel(path), f"writer entry of {_holder(record)}, which is gone",
+                                       remove=lambda p=path, r=record: _remove_if_same(p, r)))
                 else:
                     alive.append(record)
             if not alive:
@@ -695,121 +1152,28 @@ class _Collector:
                                   hint="run gc again when they have finished")
             time.sleep(0.02)
 
-    def referenced(self) -> set[str]:
-        """Every blob digest a live version manifest names.
-
-        A record that does not parse protects every 64-hex string it contains: gc must
-        never be the one to lose data that a repaired manifest would have needed. A
-        version record that cannot be read at all (not a regular file, an I/O error)
-        could name any blob: it is listed in `self.unreadable`, and then no blob is
-        removed in this run.
-        """
-        refs: set[str] = set()
-        self.unreadable: list[str] = []
-        for _, directory in _collection_dirs(self.root):
-            for entry in _scandir(directory / "versions"):
-                try:
-                    raw = read_regular(entry.path)
-                except FileNotFoundError:
-                    continue
-                except OSError as exc:
-                    if VERSION_FILE.fullmatch(entry.name) or not isinstance(exc, NotRegularFile):
-                        self.unreadable.append(f"{self.rel(entry.path)} ({exc.strerror or exc})")
-                    continue  # else a stray directory or FIFO, which no reader takes for a record
-                try:
-                    record = mf.parse_record(raw, entry.path, check_digest=False)
-                except IntegrityError:
-                    refs.update(m.decode() for m in HEX64_BYTES.findall(raw))
-                    continue
-                if isinstance(record, mf.VersionManifest):
-                    refs.update(f.digest for f in record.files)
-        return refs
+    def rel(self, path) -> str:
+        return os.path.relpath(path, self.root)
 
     def run(self) -> GcResult:
-        now = time.time()
-        refs = self.referenced()
-        if self.unreadable:
-            shown = ", ".join(self.unreadable[:3]) + (f" and {len(self.unreadable) - 3} more" if len(self.unreadable) > 3 else "")
+        # No blob is read (verify="none"): gc needs what references what, not whether blobs are sound.
+        scan = _Scan2(self.reg, verify="none")
+        scan.run()
+        if scan.unreadable:
+            shown = ", ".join(scan.unreadable[:3]) + (f" and {len(scan.unreadable) - 3} more"
+                                                      if len(scan.unreadable) > 3 else "")
             self.reg.notify(f"warning: cannot read {shown}, so no blob was removed; run `modelreg fsck`")
-        for top in _scandir(self.root / "objects"):
-            if not (HEX2.fullmatch(top.name) and top.is_dir(follow_symlinks=False)):
-                continue
-            for entry in _scandir(Path(top.path)):
-                digest = top.name + entry.name
-                if not HEX62.fullmatch(entry.name) or digest in refs or self.unreadable:
-                    continue
-                path = Path(entry.path)
-                try:
-                    st = os.lstat(path)
-                except FileNotFoundError:
-                    continue
-                if not stat.S_ISREG(st.st_mode):
-                    continue
-                if now - st.st_mtime >= self.grace:
-                    self.take("blob", path, "unreferenced blob", st.st_size, path.unlink)
-                else:
-                    self.counts["kept"] += 1
-        for entry in _scandir(self.root / "tmp"):
-            path = Path(entry.path)
-            try:
-                age = now - os.lstat(path).st_mtime
-            except FileNotFoundError:
-                continue
-            # Dead here, or an owner nobody here can ask: then the grace period alone decides.
-            if age >= self.grace and not _tmp_in_flight(entry.name, age):
-                self.take("tmp", path, "temporary file of an interrupted write", _tree_size(path),
-                          lambda p=path: _remove_tree(p))
-        self.collect_locks()
-        self.repair_histories()
+        # Blobs first: on a full disk, committing a mark's removal needs the space they free.
+        order = {"blob": 0, "tmp": 1, "manifest": 2, "lock": 3, "mark": 4}
+        for item in sorted(scan.leftovers, key=lambda x: order.get(x.kind, 5)):
+            if item.age >= self.grace:
+                self.take(item)
+            elif item.kind == "blob":
+                self.counts["kept"] += 1
         return GcResult(
             blobs=self.counts["blob"], bytes=sum(r.bytes for r in self.removed), dry_run=self.dry_run,
-            tmp=self.counts["tmp"], locks=self.counts["lock"], repaired=self.counts["history"],
+            tmp=self.counts["tmp"], locks=self.counts["lock"], repaired=0,
             kept=self.counts["kept"], grace=self.grace, removed=tuple(self.removed))
-
-    def collect_locks(self) -> None:
-        if self.dry_run:
-            for entry in _scandir(self.root / "locks" / "writers"):
-                record = read_record(Path(entry.path))
-                if record is not None and holder_is_dead(record):
-                    self.take("lock", Path(entry.path), f"writer entry of {_holder(record)}", 0, None)
-        for path, what in _lock_files(self.root):
-            if path == self.reg.gc_lock and not self.dry_run:
-                continue  # ours
-            record = read_record(path)
-            if record is None or not holder_is_dead(record):
-                continue
-            message = f"stale {what} of {_holder(record)}"
-            if path.name.endswith(".break"):
-                self.take("lock", path, message, 0, lambda p=path, r=record: _remove_if_same(p, r))
-            elif path.name == "collection.lock":
-                coll = self.reg.collection(self._cid(path.parent))
-                # Taking the lock breaks the stale one the usual way, recorded in the history.
-                self.take("lock", path, message, 0, lambda c=coll: self._lock_and_repair(c))
-            else:
-                self.take("lock", path, message, 0, lambda p=path, r=record: _break_stale(p, r, self.root / "tmp"))
-
-    def _cid(self, directory: Path) -> CollectionId:
-        return CollectionId(directory.parent.parent.name, directory.parent.name, directory.name)
-
-    def _lock_and_repair(self, coll: Collection) -> None:
-        with coll.lock(self.reg._on_break(coll)):
-            coll.repair_history()
-
-    def repair_histories(self) -> None:
-        for cid, directory in _collection_dirs(self.root):
-            if cid is None:
-                continue
-            path = directory / "history.jsonl"
-            try:
-                raw = read_regular(path)
-            except OSError:
-                continue
-            start = torn_tail(raw)
-            if start is None:
-                continue
-            coll = self.reg.collection(cid)
-            message = f"torn final history line ({len(raw) - start} bytes)"
-            self.take("history", path, message, len(raw) - start, lambda c=coll: self._lock_and_repair(c))
 
 
 def _remove_tree(path: Path) -> None:
@@ -827,7 +1191,10 @@ def _remove_if_same(path: Path, record: dict) -> bool:
 
 
 def gc(registry, dry_run: bool = False, grace=None) -> GcResult:
-    """Remove unreferenced blobs and leftovers older than `grace` (default: gc.grace)."""
+    """Remove unreferenced blobs and leftovers older than `grace` (default: gc.grace).
+
+    Format 2 only: the caller refuses a format-1 registry, which only `upgrade` writes.
+    """
     seconds = grace_seconds(registry, grace)
     try:
         if dry_run:

@@ -438,8 +438,6 @@ class Registry:
                 return None, None
             return Change([], state["aliases"], marks=[{"version": source.version, "link": target_id.full}]), None
 
-        self.collection(source.artifact).commit(mark)
-        target.ensure("registered")
         record = mf.LinkRecord(0, source.artifact, source.version, source.digest, now(), description or "")
         stored_as: list[str] = []
 
@@ -456,7 +454,12 @@ class Registry:
             return Change([linked, *self._stamped(events)], new,
                           add={str(number): changes.summary_of(record, stored_as[0])}), (number, True)
 
-        _, _, (number, new) = target.commit(build)
+        # Registered as a writer from the mark to the link: gc (even --grace 0) then never
+        # takes the mark or the link record for leftovers of a link cut short.
+        with self._writer():
+            self.collection(source.artifact).commit(mark)
+            target.ensure("registered")
+            _, _, (number, new) = target.commit(build)
         return self._log_result(target, number, source.digest, new=new, source=shown_source)
 
     def links_to(self, cid: CollectionId, number: int) -> list[str]:
@@ -820,15 +823,18 @@ class Registry:
     # -- maintenance -----------------------------------------------------------------
 
     def fsck(self, quick: bool = False, on_progress=None):
-        """Check every blob, manifest, alias, link, tombstone, history and index file."""
+        """Check every blob, name claim, change record, manifest, snapshot, alias and link
+        (a format-1 registry: its own files, read-only); list leftovers gc removes."""
         from .maintenance import fsck
 
         return fsck(self, quick=quick, on_progress=on_progress)
 
     def gc(self, dry_run: bool = False, grace=None):
         """Remove unreferenced blobs and leftovers older than `grace` (DURATION, seconds or None)."""
-        from .maintenance import gc
+        from .maintenance import gc, grace_seconds
 
+        grace_seconds(self, grace)  # a bad DURATION is a usage error (2) before anything else
+        self._writable()  # format 1: gc would write; only `upgrade` may
         return gc(self, dry_run=dry_run, grace=grace)
 
     def upgrade(self) -> dict:

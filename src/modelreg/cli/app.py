@@ -578,7 +578,12 @@ def _gc_summary(out: Output, result) -> None:
         parts.append(_count(result.locks, "stale lock"))
     if result.repaired:
         parts.append(_count(result.repaired, "torn history line"))
-    if not (result.blobs or result.tmp or result.locks or result.repaired):
+    # Format 2's other leftovers have no count of their own in the JSON: they are in `removed`.
+    for kind, what in (("manifest", "unnamed manifest"), ("mark", '"linked into" mark')):
+        n = sum(1 for r in result.removed if r.kind == kind)
+        if n:
+            parts.append(_count(n, what))
+    if len(parts) == 1 and not result.blobs:
         out.write("nothing to remove")
     else:
         out.write(("would remove " if dry_run else "removed ") + ", ".join(parts))
