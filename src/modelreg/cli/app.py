@@ -532,9 +532,9 @@ def gc(
 ) -> None:
     """Remove blobs no live version references, and leftovers of interrupted writes.
 
-    Deleted versions' blobs, temporary files, locks of dead processes and torn history
-    lines go; anything younger than the grace period stays. Safe while other commands
-    run: gc waits for in-flight logs, and new ones wait for gc.
+    Deleted versions' blobs, manifests no change record names, temporary files and locks
+    of dead processes go; anything younger than the grace period stays. Safe while
+    other commands run: gc waits for in-flight logs, and new ones wait for gc.
 
     \b
     Examples:
@@ -598,7 +598,7 @@ def fsck(
     quick: Annotated[bool, typer.Option("--quick", help="Check blob sizes instead of re-hashing their content.")] = False,
     json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False,
 ) -> None:
-    """Check the registry: every blob, manifest, alias, link, tombstone, history and index file.
+    """Check the registry: every blob, manifest, change record, alias, link and snapshot.
 
     Lists each problem (exit 1 if there is any). Leftovers of interrupted writes are
     listed as reclaimable by `modelreg gc`, and dangling links as notes; neither is a
