@@ -131,7 +131,8 @@ def _aliases_text(aliases) -> str:
 @app.command()
 def init(
     ctx: typer.Context,
-    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Where to create .modelreg [default: the current directory].")] = Path("."),
+    # A str, not a Path: a Path folds the // of an object-store URL, which must be refused as one.
+    directory: Annotated[str, typer.Argument(metavar="DIR", autocompletion=callbacks.path, help="Where to create .modelreg [default: the current directory].")] = ".",
     json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Create a registry in DIR/.modelreg; running it again changes nothing.
@@ -143,7 +144,7 @@ def init(
     """
     out = Output(json_mode, plain, quiet)
     root = state(ctx).location()
-    reg = Registry.init(root if root is not None and directory == Path(".") else directory, notify=out.note)
+    reg = Registry.init(root if root is not None and directory == "." else directory, notify=out.note)
     out.report(forms.INIT, reg)
 
 
