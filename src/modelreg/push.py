@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import manifest as mf
-from .arguments import str_arg, str_list
+from .arguments import callable_arg, str_arg, str_list
 from .errors import InvalidInput, NotFound
 from .records import Pushed
 from .refs import CollectionId, parse_collection
@@ -25,12 +25,14 @@ class _Planned:
     explicit: bool  # named by a selector (a dangling link is then an error, not a skip)
 
 
-def push(source, refs, to, *, as_name: str | None = None, label: str | None = None) -> list[Pushed]:
+def push(source, refs, to, *, as_name: str | None = None, label: str | None = None,
+         on_progress=None) -> list[Pushed]:
     refs = str_list(refs, "refs", one=True)
     if not refs:
         raise InvalidInput("no version given", hint="name a version (resnet:v3) or a collection (resnet)")
     str_arg(as_name, "as", optional=True)
     str_arg(label, "label", optional=True)
+    callable_arg(on_progress, "on_progress")
     rename = None
     if as_name is not None:
         if ":" in as_name:
@@ -42,7 +44,7 @@ def push(source, refs, to, *, as_name: str | None = None, label: str | None = No
                            hint="push each collection on its own with its own --as")
     target, shown = _open_target(source, to, label)
     target._writable()  # a format-1 target refuses before a blob is copied
-    pusher = _Pusher(source, target, shown)
+    pusher = _Pusher(source, target, shown, on_progress)
     for item in plan:
         dest = rename or item.coll.id
         if isinstance(item.record, mf.LinkRecord):
@@ -83,8 +85,9 @@ def _open_target(source, to, label: str | None):
 
 
 class _Pusher:
-    def __init__(self, source, target, shown: str) -> None:
+    def __init__(self, source, target, shown: str, on_progress=None) -> None:
         self.source, self.target, self.shown = source, target, shown
+        self.on_progress = on_progress
         self.results: list[Pushed] = []
         self.done: dict[tuple, object] = {}  # (source id, number, dest) -> the target's LogResult
 
@@ -97,7 +100,7 @@ class _Pusher:
         if key in self.done:
             return self.done[key]
         inputs = [self._input(item) for item in manifest.inputs]
-        result = self.target.receive(manifest, dest, self.source.store, inputs)
+        result = self.target.receive(manifest, dest, self.source.store, inputs, on_progress=self.on_progress)
         self.done[key] = result
         self._add(self.source.short(cid, number), result)
         return result

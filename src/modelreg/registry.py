@@ -299,7 +299,7 @@ class Registry:
 
     @_disk_errors("receiving a version")
     def receive(self, manifest: mf.VersionManifest, cid: CollectionId, blobs: Store,
-                inputs=()) -> LogResult:
+                inputs=(), on_progress=None) -> LogResult:
         """Store a version made elsewhere (`push`) as a version of artifact `cid` here.
 
         Only the blobs this registry lacks are copied from `blobs` (each verified against
@@ -311,7 +311,7 @@ class Registry:
         coll = self.collection(cid)
         self._refuse_clash(coll, "artifact")
         with self._writer():
-            self._copy_blobs(manifest.files, blobs)
+            self._copy_blobs(manifest.files, blobs, on_progress)
             coll.ensure("artifact")
             received = mf.VersionManifest(
                 artifact=cid, version=0, digest=manifest.digest, size=manifest.size, created=manifest.created,
@@ -320,13 +320,19 @@ class Registry:
             number, new = self._commit_version(coll, received, (), self._protected(), False, None)
         return self._log_result(coll, number, manifest.digest, new=new)
 
-    def _copy_blobs(self, files, blobs: Store) -> int:
-        """Copy the blobs of `files` that this store lacks from `blobs`; returns how many."""
+    def _copy_blobs(self, files, blobs: Store, on_progress=None) -> int:
+        """Copy the blobs of `files` that this store lacks from `blobs`; returns how many.
+
+        `on_progress(n)` is told each blob's size, copied or found already here.
+        """
         from .util import fsync_dir
 
         copied, touched = 0, set()
-        for digest in dict.fromkeys(f.digest for f in files):
+        sizes = {f.digest: f.size for f in files}
+        for digest, size in sizes.items():
             if self.store.reuse(digest):
+                if on_progress:
+                    on_progress(size)
                 continue  # already here: never copied again (a re-push copies nothing)
             source = blobs.blob_path(digest)
             if not source.is_file():
@@ -339,19 +345,21 @@ class Registry:
                                      f"{item.digest[:12]}", hint=mf.FSCK_HINT)
             touched.add(self.store.publish(item))
             copied += 1
+            if on_progress:
+                on_progress(size)
         if self.fsync:
             for directory in touched - {None}:
                 fsync_dir(directory)
         return copied
 
-    def push(self, refs, to, *, as_name: str | None = None, label: str | None = None):
+    def push(self, refs, to, *, as_name: str | None = None, label: str | None = None, on_progress=None):
         """Copy versions to another registry (`to`: a Registry, a remote name or a directory).
 
         Returns one `Pushed` per version, sources (of links, of inputs) before what needs them.
         """
         from .push import push
 
-        return push(self, refs, to, as_name=as_name, label=label)
+        return push(self, refs, to, as_name=as_name, label=label, on_progress=on_progress)
 
     def _writer(self):
         return WriterRegistration(self.path / "locks", self.gc_lock.name)

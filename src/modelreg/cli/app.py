@@ -809,6 +809,22 @@ def remote_rm(name: RemoteArg) -> None:
 # -- push ------------------------------------------------------------------------------
 
 
+def _push_bytes(reg: Registry, refs: list[str]) -> int:
+    """The bytes of the versions named, for the progress bar (run only when one can be drawn)."""
+    from ..errors import Error
+
+    total = 0
+    for ref in refs:
+        try:
+            if ":" in ref:
+                total += reg.resolve(ref).size
+            else:
+                total += sum(v.size for v in reg.versions(ref))
+        except Error:
+            pass  # `push` itself reports what is wrong
+    return total
+
+
 @app.command()
 def push(
     ctx: typer.Context,
@@ -831,6 +847,7 @@ def push(
     """
     out = Output(json_mode, plain, quiet)
     reg = state(ctx).open(out)
-    pushed = reg.push(refs, to, as_name=as_name)
+    with out.progress("pushing", lambda: _push_bytes(reg, refs)) as advance:
+        pushed = reg.push(refs, to, as_name=as_name, on_progress=advance)
     out.report(forms.PUSH, pushed, human=lambda rows: out.lines(
         f"{p.source} \u2192 {p.to} {p.target}" + ("" if p.new else "  (already there)") for p in rows))
