@@ -422,3 +422,19 @@ def test_tab_completes_remote_names_without_typer(machines):
     got = subprocess.run([sys.executable, "-c", code], env=env, cwd=a.work, capture_output=True, text=True)
     assert got.returncode == 0, got.stderr
     assert got.stdout.split() == ["team", "tools"]
+
+
+def test_a_dangling_link_is_skipped_in_a_whole_push_and_refused_by_name(machines, tmp_path):
+    a = machines("alice")
+    log_version(a, "ckpt", {"w": b"gone soon"})
+    log_version(a, "ckpt", {"w": b"stays"})
+    ok(a.mr("link", "ckpt:v0", "classifier"))
+    ok(a.mr("link", "ckpt:v1", "classifier"))
+    ok(a.mr("rm", "ckpt:v0", "--force"))
+    target = tmp_path / "dst"
+    refused(a.mr("push", "classifier:v0", "--to", target), 3)
+    assert not target.exists()  # refused before the target was made
+    result = ok(a.mr("push", "classifier", "--to", target, "--json"))
+    assert [(d["source"], d["target"]) for d in json.loads(result.stdout)] == [
+        ("ckpt:v1", "ckpt:v0"), ("classifier:v1", "classifier:v0")]
+    assert "dangling" in result.stderr

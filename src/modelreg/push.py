@@ -23,6 +23,7 @@ class _Planned:
     number: int
     record: mf.Record
     explicit: bool  # named by a selector (a dangling link is then an error, not a skip)
+    source: mf.VersionManifest | None = None  # a link's source; None for a dangling link
 
 
 def push(source, refs, to, *, as_name: str | None = None, label: str | None = None,
@@ -69,8 +70,19 @@ def _plan(source, refs: list[str]) -> list[_Planned]:
             if (coll.id, number) in seen:
                 continue
             seen.add((coll.id, number))
-            plan.append(_Planned(coll, number, coll.read(number), parsed.selector is not None))
+            item = _Planned(coll, number, coll.read(number), parsed.selector is not None)
+            if isinstance(item.record, mf.LinkRecord):
+                item.source = source._source(item.record)
+                if item.source is None and item.explicit:  # refused before the target is touched
+                    raise NotFound(_dangling(source, item))
+            plan.append(item)
     return plan
+
+
+def _dangling(source, item: _Planned) -> str:
+    link = item.record
+    return (f"{source.short(item.coll.id, item.number)} is a dangling link: "
+            f"{source.short(link.source, link.source_version)} was deleted")
 
 
 def _open_target(source, to, label: str | None):
@@ -130,15 +142,10 @@ class _Pusher:
         return {**item, "ref": f"{cid.full}:v{result.version}"}
 
     def link(self, item: _Planned, dest: CollectionId) -> None:
-        link = item.record
+        link, manifest = item.record, item.source
         source_ref = self.source.short(item.coll.id, item.number)
-        manifest = self.source._source(link)
         if manifest is None:
-            message = (f"{source_ref} is a dangling link: "
-                       f"{self.source.short(link.source, link.source_version)} was deleted")
-            if item.explicit:
-                raise NotFound(message)
-            self.source.notify(f"warning: not pushed: {message}")
+            self.source.notify(f"warning: not pushed: {_dangling(self.source, item)}")
             return
         pushed = self.version(manifest, link.source, link.source_version, link.source)
         result = self.target.link(f"{link.source.full}:v{pushed.version}", dest.full,
