@@ -21,6 +21,8 @@ def isolated_env(tmp_path, monkeypatch):
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
+    for key in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME"):  # they would lead past HOME to the real user's files
+        monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("MODELREG_LOCK_TIMEOUT", "10")
     work = tmp_path / "work"

@@ -282,6 +282,7 @@ CLI_FORMS = [
     ("log", ("log", "ckpt2", "-n", "fresh")), ("link", ("link", "ckpt:v0", "classifier")),
     ("alias", ("alias", "ckpt:v0", "candidate")), ("alias --delete", ("alias", "--delete", "ckpt", "candidate")),
     ("pull", ("pull", "ckpt:v1", "-o", "out")), ("rm", ("rm", "fresh", "--all")), ("upgrade", ("upgrade",)),
+    ("push", ("push", "ckpt:v1", "classifier:v0", "--to", "./pushed")), ("remote ls", ("remote", "ls")),
 ]
 
 

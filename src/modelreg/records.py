@@ -614,7 +614,48 @@ UPGRADE = Form(
              Field("collections", "the number of collections upgraded", get=lambda r: r["collections"])),
 )
 
+
+# -- push and remote -------------------------------------------------------------------
+
+_PUSHED = (
+    Field("source", "the version's reference in this registry"),
+    Field("target", "its reference in the target registry (numbers belong to each registry)"),
+    Field("new", "`false` when the target already held the same file set (or link)"),
+)
+PUSH = Form(
+    "push", "list",
+    keys=(*_PUSHED, Field("to", "the remote's name or the directory, as given", contract=False)),
+    columns=(_PUSHED[0], Field("to", "the remote's name or the directory, as given"), *_PUSHED[1:]),
+    row="version pushed",
+    quiet=lambda pushed: (p.target for p in pushed),
+)
+
+
+@dataclass(frozen=True)
+class Pushed:
+    """One version (or link) copied by `push`: its ref here and its ref at the target."""
+
+    source: str
+    target: str
+    new: bool
+    to: str
+
+    def to_json(self) -> dict:
+        return PUSH.json(self)
+
+
+# The record is (name, {"url", "endpoint"}) per remote.
+_REMOTE = (
+    Field("name", "the remote's name", get=lambda item: item[0]),
+    Field("url", "its location: an absolute directory or an object-store URL", get=lambda item: item[1]["url"]),
+    Field("endpoint", "its endpoint URL, or null (`-` with `--plain`)", get=lambda item: item[1].get("endpoint")),
+)
+REMOTES = Form(
+    "remote ls", "list", _REMOTE, _REMOTE, row="remote",
+    quiet=lambda remotes: (name for name, _ in remotes),
+)
+
 FORMS: tuple[Form, ...] = (
     INIT, LOG, LINK, ALIAS, UNALIAS, COLLECTIONS, VERSIONS, FILE, SHOW, PULL, DIFF, HISTORY, RM, GC, FSCK,
-    CONFIG_GET, CONFIG_LIST, UPGRADE,
+    CONFIG_GET, CONFIG_LIST, UPGRADE, PUSH, REMOTES,
 )

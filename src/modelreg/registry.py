@@ -11,7 +11,7 @@ from . import changes, layout, policy, provenance
 from . import manifest as mf
 from .changes import Change
 from .collections import Collection, Summary, iter_collection_ids
-from .config import REGISTRY_DIR, Config, default_location, find_registry
+from .config import REGISTRY_DIR, Config, default_location, find_registry, is_url, refuse_object_store
 from .errors import Conflict, Error, IntegrityError, InvalidInput, NotFound
 from .locks import FileLock, WriterRegistration
 from .records import AliasResult, CollectionInfo, Deleted, DiffResult, LogResult, PullResult, VersionInfo
@@ -75,6 +75,8 @@ class Registry:
     @classmethod
     def init(cls, path: str | os.PathLike = ".", notify=None) -> "Registry":
         """Create `path/.modelreg` (or `path` itself if it is named .modelreg); idempotent."""
+        if is_url(path):
+            refuse_object_store(str(path))
         target = Path(path).absolute()
         if target.name != REGISTRY_DIR:
             target = target / REGISTRY_DIR
@@ -262,27 +264,102 @@ class Registry:
                 artifact=cid, version=0, digest=digest, size=sum(e.size for e in entries), created=created,
                 files=entries, metadata=metadata, description=description or "", inputs=tuple(input_records),
                 producer={**producer, "time": created})
-            stored_as: list[str] = []  # the manifest is written once, and only when it makes a version
-
-            def build(state):
-                for n in layout.live_numbers(state):
-                    if state["versions"][n]["digest"] == digest:
-                        new, events = policy.set_aliases(state["aliases"], n, aliases, protected=protected,
-                                                         force=force, label=self._label(coll), reason=reason)
-                        return (Change(self._stamped(events), new) if events else None), (n, False)
-                number = state["next"]
-                new, events = policy.set_aliases(state["aliases"], number, aliases, protected=protected,
-                                                 force=force, label=self._label(coll), reason=reason)
-                if not stored_as:  # after every check: a refused log stores no manifest
-                    stored_as.append(coll.put_manifest(manifest))
-                logged = self._event("logged", version=number, digest=digest, reason=reason)
-                return Change([logged, *self._stamped(events)], new,
-                              add={str(number): changes.summary_of(manifest, stored_as[0])}), (number, True)
-
-            _, _, (number, new) = coll.commit(build)
+            number, new = self._commit_version(coll, manifest, aliases, protected, force, reason)
         if not new:
             self.notify(f"content unchanged: {self.short(cid, number)} already holds these files")
         return self._log_result(coll, number, digest, new=new)
+
+    def _commit_version(self, coll, manifest: mf.VersionManifest, aliases, protected, force: bool,
+                        reason: str | None) -> tuple[int, bool]:
+        """Make `manifest` (its blobs already stored) a version of `coll`: (number, new).
+
+        The one commit path of `log` and `receive`: a live version with the same digest is
+        reused (the aliases given are applied to it); otherwise the manifest is written and
+        the next number is taken by the change record.
+        """
+        digest = manifest.digest
+        stored_as: list[str] = []  # the manifest is written once, and only when it makes a version
+
+        def build(state):
+            for n in layout.live_numbers(state):
+                if state["versions"][n]["digest"] == digest:
+                    new, events = policy.set_aliases(state["aliases"], n, aliases, protected=protected,
+                                                     force=force, label=self._label(coll), reason=reason)
+                    return (Change(self._stamped(events), new) if events else None), (n, False)
+            number = state["next"]
+            new, events = policy.set_aliases(state["aliases"], number, aliases, protected=protected,
+                                             force=force, label=self._label(coll), reason=reason)
+            if not stored_as:  # after every check: a refused log stores no manifest
+                stored_as.append(coll.put_manifest(manifest))
+            logged = self._event("logged", version=number, digest=digest, reason=reason)
+            return Change([logged, *self._stamped(events)], new,
+                          add={str(number): changes.summary_of(manifest, stored_as[0])}), (number, True)
+
+        return coll.commit(build)[2]
+
+    @_disk_errors("receiving a version")
+    def receive(self, manifest: mf.VersionManifest, cid: CollectionId, blobs: Store,
+                inputs=(), on_progress=None) -> LogResult:
+        """Store a version made elsewhere (`push`) as a version of artifact `cid` here.
+
+        Only the blobs this registry lacks are copied from `blobs` (each verified against
+        its digest as it is copied), before the manifest and its change record; the same
+        file set already live in `cid` is reused. Metadata, description and producer
+        travel; `inputs` are the manifest's inputs as this registry names them.
+        """
+        self._writable()
+        coll = self.collection(cid)
+        self._refuse_clash(coll, "artifact")
+        with self._writer():
+            self._copy_blobs(manifest.files, blobs, on_progress)
+            coll.ensure("artifact")
+            received = mf.VersionManifest(
+                artifact=cid, version=0, digest=manifest.digest, size=manifest.size, created=manifest.created,
+                files=manifest.files, metadata=dict(manifest.metadata), description=manifest.description,
+                inputs=tuple(inputs), producer=dict(manifest.producer))
+            number, new = self._commit_version(coll, received, (), self._protected(), False, None)
+        return self._log_result(coll, number, manifest.digest, new=new)
+
+    def _copy_blobs(self, files, blobs: Store, on_progress=None) -> int:
+        """Copy the blobs of `files` that this store lacks from `blobs`; returns how many.
+
+        `on_progress(n)` is told each blob's size, copied or found already here.
+        """
+        from .util import fsync_dir
+
+        copied, touched = 0, set()
+        sizes = {f.digest: f.size for f in files}
+        for digest, size in sizes.items():
+            if self.store.reuse(digest):
+                if on_progress:
+                    on_progress(size)
+                continue  # already here: never copied again (a re-push copies nothing)
+            source = blobs.blob_path(digest)
+            if not source.is_file():
+                raise IntegrityError(f"blob {digest[:12]} is missing from {blobs.root}", hint=mf.FSCK_HINT)
+            item = self.store.stage(source, sync_now=self.fsync)
+            if item.digest != digest:
+                if item.tmp is not None:
+                    Path(item.tmp).unlink(missing_ok=True)
+                raise IntegrityError(f"blob {digest[:12]} of {blobs.root} is damaged: its content hashes to "
+                                     f"{item.digest[:12]}", hint=mf.FSCK_HINT)
+            touched.add(self.store.publish(item))
+            copied += 1
+            if on_progress:
+                on_progress(size)
+        if self.fsync:
+            for directory in touched - {None}:
+                fsync_dir(directory)
+        return copied
+
+    def push(self, refs, to, *, as_name: str | None = None, label: str | None = None, on_progress=None):
+        """Copy versions to another registry (`to`: a Registry, a remote name or a directory).
+
+        Returns one `Pushed` per version, sources (of links, of inputs) before what needs them.
+        """
+        from .push import push
+
+        return push(self, refs, to, as_name=as_name, label=label, on_progress=on_progress)
 
     def _writer(self):
         return WriterRegistration(self.path / "locks", self.gc_lock.name)
@@ -806,7 +883,7 @@ class Registry:
         bool_arg(verify, "verify", optional=True)
         callable_arg(on_progress, "on_progress")
         coll, number, record, source = self._content(ref)
-        mode = mode or self.config.get("pull.mode")
+        mode = mode or self._pull_mode()
         target = Path(out) if out is not None else Path.cwd() / f"{coll.id.name}-v{number}"
         selected = list(source.files)
         if files:
@@ -819,6 +896,12 @@ class Registry:
                                     notify=self.notify, on_progress=on_progress)
         return PullResult(self.short(coll.id, number), str(target), len(selected), sum(f.size for f in selected),
                           used, written)
+
+    def _pull_mode(self) -> str:
+        """The user's pull.mode, else the registry's (a default the user overrides), else auto."""
+        from .config import UserConfig
+
+        return UserConfig.load().get("pull.mode") or self.config.get("pull.mode")
 
     # -- maintenance -----------------------------------------------------------------
 

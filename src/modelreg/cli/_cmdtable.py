@@ -11,6 +11,7 @@ TABLE = {
     'ignore_unknown': False,
     'params': [
         {'param': 'option', 'name': 'root', 'opts': ['--root'], 'secondary': [], 'action': 'store', 'nargs': 1, 'const': None, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Registry to use\\\\: the .modelreg directory or the directory holding it .', 'fish': 'Registry to use: the .modelreg directory or the directory holding it .'}, 'complete': {'kind': 'path'}},
+        {'param': 'option', 'name': 'remote', 'opts': ['-r', '--remote'], 'secondary': [], 'action': 'store', 'nargs': 1, 'const': None, 'multiple': False, 'hidden': False, 'help': {'zsh': "Use the registry at this remote''s location (see \\`modelreg remote\\`); not with --root.", 'fish': "Use the registry at this remote's location (see `modelreg remote`); not with --root."}, 'complete': {'kind': 'remote'}},
         {'param': 'option', 'name': 'version', 'opts': ['--version'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Print the version and exit.', 'fish': 'Print the version and exit.'}, 'complete': None},
         {'param': 'option', 'name': 'install_completion', 'opts': ['--install-completion'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Install completion for the current shell.', 'fish': 'Install completion for the current shell.'}, 'complete': None},
         {'param': 'option', 'name': 'show_completion', 'opts': ['--show-completion'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Show completion for the current shell, to copy it or customize the installation.', 'fish': 'Show completion for the current shell, to copy it or customize the installation.'}, 'complete': None},
@@ -232,6 +233,22 @@ TABLE = {
             ],
         },
         {
+            'name': 'push',
+            'help': {'zsh': 'Copy versions to another registry, by...', 'fish': 'Copy versions to another registry, by...'},
+            'hidden': False,
+            'interspersed': True,
+            'ignore_unknown': False,
+            'params': [
+                {'param': 'argument', 'name': 'refs', 'nargs': -1, 'complete': {'kind': 'ref'}},
+                {'param': 'option', 'name': 'to', 'opts': ['--to'], 'secondary': [], 'action': 'store', 'nargs': 1, 'const': None, 'multiple': False, 'hidden': False, 'help': {'zsh': "A remote''s name, or the directory of the target registry (created when absent).", 'fish': "A remote's name, or the directory of the target registry (created when absent)."}, 'complete': {'kind': 'remote'}},
+                {'param': 'option', 'name': 'as_name', 'opts': ['--as'], 'secondary': [], 'action': 'store', 'nargs': 1, 'const': None, 'multiple': False, 'hidden': False, 'help': {'zsh': "Push into this collection name instead of the source''s.", 'fish': "Push into this collection name instead of the source's."}, 'complete': None},
+                {'param': 'option', 'name': 'json_mode', 'opts': ['--json'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Print exactly one JSON document on stdout.', 'fish': 'Print exactly one JSON document on stdout.'}, 'complete': None},
+                {'param': 'option', 'name': 'plain', 'opts': ['--plain'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Print tab-separated rows\\\\: no header, no colour, no truncation.', 'fish': 'Print tab-separated rows: no header, no colour, no truncation.'}, 'complete': None},
+                {'param': 'option', 'name': 'quiet', 'opts': ['-q', '--quiet'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Print only the essential ids on stdout, and nothing but errors on stderr.', 'fish': 'Print only the essential ids on stdout, and nothing but errors on stderr.'}, 'complete': None},
+                {'param': 'option', 'name': 'help', 'opts': ['-h', '--help'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Show this message and exit.', 'fish': 'Show this message and exit.'}, 'complete': None},
+            ],
+        },
+        {
             'name': 'config',
             'help': {'zsh': 'Read and write .modelreg/config.toml.', 'fish': 'Read and write .modelreg/config.toml.'},
             'hidden': False,
@@ -249,6 +266,7 @@ TABLE = {
                     'ignore_unknown': False,
                     'params': [
                         {'param': 'argument', 'name': 'key', 'nargs': 1, 'complete': {'kind': 'config-key'}},
+                        {'param': 'option', 'name': 'user', 'opts': ['--user'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': "Use the user''s config file (\\$XDG_CONFIG_HOME/modelreg/config.toml), not the registry''s.", 'fish': "Use the user's config file ($XDG_CONFIG_HOME/modelreg/config.toml), not the registry's."}, 'complete': None},
                         {'param': 'option', 'name': 'json_mode', 'opts': ['--json'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Print exactly one JSON document on stdout.', 'fish': 'Print exactly one JSON document on stdout.'}, 'complete': None},
                         {'param': 'option', 'name': 'plain', 'opts': ['--plain'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Print tab-separated rows\\\\: no header, no colour, no truncation.', 'fish': 'Print tab-separated rows: no header, no colour, no truncation.'}, 'complete': None},
                         {'param': 'option', 'name': 'quiet', 'opts': ['-q', '--quiet'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Print only the essential ids on stdout, and nothing but errors on stderr.', 'fish': 'Print only the essential ids on stdout, and nothing but errors on stderr.'}, 'complete': None},
@@ -257,13 +275,14 @@ TABLE = {
                 },
                 {
                     'name': 'set',
-                    'help': {'zsh': 'Set a key in .modelreg/config.toml.', 'fish': 'Set a key in .modelreg/config.toml.'},
+                    'help': {'zsh': 'Set a key in .modelreg/config.toml (with...', 'fish': 'Set a key in .modelreg/config.toml (with...'},
                     'hidden': False,
                     'interspersed': True,
                     'ignore_unknown': False,
                     'params': [
                         {'param': 'argument', 'name': 'key', 'nargs': 1, 'complete': {'kind': 'config-key'}},
                         {'param': 'argument', 'name': 'value', 'nargs': 1, 'complete': None},
+                        {'param': 'option', 'name': 'user', 'opts': ['--user'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': "Use the user''s config file (\\$XDG_CONFIG_HOME/modelreg/config.toml), not the registry''s.", 'fish': "Use the user's config file ($XDG_CONFIG_HOME/modelreg/config.toml), not the registry's."}, 'complete': None},
                         {'param': 'option', 'name': 'help', 'opts': ['-h', '--help'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Show this message and exit.', 'fish': 'Show this message and exit.'}, 'complete': None},
                     ],
                 },
@@ -275,6 +294,7 @@ TABLE = {
                     'ignore_unknown': False,
                     'params': [
                         {'param': 'argument', 'name': 'key', 'nargs': 1, 'complete': {'kind': 'config-key'}},
+                        {'param': 'option', 'name': 'user', 'opts': ['--user'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': "Use the user''s config file (\\$XDG_CONFIG_HOME/modelreg/config.toml), not the registry''s.", 'fish': "Use the user's config file ($XDG_CONFIG_HOME/modelreg/config.toml), not the registry's."}, 'complete': None},
                         {'param': 'option', 'name': 'help', 'opts': ['-h', '--help'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Show this message and exit.', 'fish': 'Show this message and exit.'}, 'complete': None},
                     ],
                 },
@@ -285,9 +305,59 @@ TABLE = {
                     'interspersed': True,
                     'ignore_unknown': False,
                     'params': [
+                        {'param': 'option', 'name': 'user', 'opts': ['--user'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': "Use the user''s config file (\\$XDG_CONFIG_HOME/modelreg/config.toml), not the registry''s.", 'fish': "Use the user's config file ($XDG_CONFIG_HOME/modelreg/config.toml), not the registry's."}, 'complete': None},
                         {'param': 'option', 'name': 'json_mode', 'opts': ['--json'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Print exactly one JSON document on stdout.', 'fish': 'Print exactly one JSON document on stdout.'}, 'complete': None},
                         {'param': 'option', 'name': 'plain', 'opts': ['--plain'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Print tab-separated rows\\\\: no header, no colour, no truncation.', 'fish': 'Print tab-separated rows: no header, no colour, no truncation.'}, 'complete': None},
                         {'param': 'option', 'name': 'quiet', 'opts': ['-q', '--quiet'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Print only the essential ids on stdout, and nothing but errors on stderr.', 'fish': 'Print only the essential ids on stdout, and nothing but errors on stderr.'}, 'complete': None},
+                        {'param': 'option', 'name': 'help', 'opts': ['-h', '--help'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Show this message and exit.', 'fish': 'Show this message and exit.'}, 'complete': None},
+                    ],
+                },
+            ],
+        },
+        {
+            'name': 'remote',
+            'help': {'zsh': 'Name the registries at other locations (a...', 'fish': 'Name the registries at other locations (a...'},
+            'hidden': False,
+            'interspersed': False,
+            'ignore_unknown': False,
+            'params': [
+                {'param': 'option', 'name': 'help', 'opts': ['-h', '--help'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Show this message and exit.', 'fish': 'Show this message and exit.'}, 'complete': None},
+            ],
+            'commands': [
+                {
+                    'name': 'add',
+                    'help': {'zsh': "Add a named remote to the user''s config file.", 'fish': "Add a named remote to the user's config file."},
+                    'hidden': False,
+                    'interspersed': True,
+                    'ignore_unknown': False,
+                    'params': [
+                        {'param': 'argument', 'name': 'name', 'nargs': 1, 'complete': None},
+                        {'param': 'argument', 'name': 'url', 'nargs': 1, 'complete': None},
+                        {'param': 'option', 'name': 'endpoint', 'opts': ['--endpoint'], 'secondary': [], 'action': 'store', 'nargs': 1, 'const': None, 'multiple': False, 'hidden': False, 'help': {'zsh': "The S3-compatible service''s endpoint URL (MinIO, Ceph RGW, R2).", 'fish': "The S3-compatible service's endpoint URL (MinIO, Ceph RGW, R2)."}, 'complete': None},
+                        {'param': 'option', 'name': 'help', 'opts': ['-h', '--help'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Show this message and exit.', 'fish': 'Show this message and exit.'}, 'complete': None},
+                    ],
+                },
+                {
+                    'name': 'ls',
+                    'help': {'zsh': 'List the named remotes with their URLs.', 'fish': 'List the named remotes with their URLs.'},
+                    'hidden': False,
+                    'interspersed': True,
+                    'ignore_unknown': False,
+                    'params': [
+                        {'param': 'option', 'name': 'json_mode', 'opts': ['--json'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Print exactly one JSON document on stdout.', 'fish': 'Print exactly one JSON document on stdout.'}, 'complete': None},
+                        {'param': 'option', 'name': 'plain', 'opts': ['--plain'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Print tab-separated rows\\\\: no header, no colour, no truncation.', 'fish': 'Print tab-separated rows: no header, no colour, no truncation.'}, 'complete': None},
+                        {'param': 'option', 'name': 'quiet', 'opts': ['-q', '--quiet'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Print only the essential ids on stdout, and nothing but errors on stderr.', 'fish': 'Print only the essential ids on stdout, and nothing but errors on stderr.'}, 'complete': None},
+                        {'param': 'option', 'name': 'help', 'opts': ['-h', '--help'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Show this message and exit.', 'fish': 'Show this message and exit.'}, 'complete': None},
+                    ],
+                },
+                {
+                    'name': 'rm',
+                    'help': {'zsh': "Remove a named remote from the user''s...", 'fish': "Remove a named remote from the user's..."},
+                    'hidden': False,
+                    'interspersed': True,
+                    'ignore_unknown': False,
+                    'params': [
+                        {'param': 'argument', 'name': 'name', 'nargs': 1, 'complete': {'kind': 'remote'}},
                         {'param': 'option', 'name': 'help', 'opts': ['-h', '--help'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Show this message and exit.', 'fish': 'Show this message and exit.'}, 'complete': None},
                     ],
                 },

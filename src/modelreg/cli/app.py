@@ -41,15 +41,36 @@ config_app = typer.Typer(
 app.add_typer(config_app)
 
 
+remote_app = typer.Typer(
+    name="remote",
+    help="Name the registries at other locations (a shared directory, or an object-store URL).\n\n"
+    "Remotes live in the user's config file; `modelreg -r NAME COMMAND` works on one, and "
+    "`modelreg push REF --to NAME` copies versions to one.\n\n"
+    "\b\nExamples:\n  $ modelreg remote add team /shared/models\n  $ modelreg remote ls",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(remote_app)
+
+
 @dataclass
 class State:
-    root: Optional[Path] = None
+    root: Optional[str] = None  # a str: a Path would fold the // of an object-store URL
+    remote: Optional[str] = None
+
+    def location(self):
+        """The registry the global options name: --root, or -r's remote URL, or None (search)."""
+        if self.remote is None:
+            return self.root
+        from ..config import remote
+
+        return remote(self.remote)["url"]
 
     def open(self, out: Output) -> Registry:
-        return Registry.open(self.root, notify=out.note)
+        return Registry.open(self.location(), notify=out.note)
 
     def open_or_init(self, out: Output) -> Registry:
-        return Registry.open_or_init(self.root, notify=out.note)
+        return Registry.open_or_init(self.location(), notify=out.note)
 
 
 def _version(ctx: typer.Context, value: bool) -> None:
@@ -61,10 +82,13 @@ def _version(ctx: typer.Context, value: bool) -> None:
 @app.callback()
 def main_callback(
     ctx: typer.Context,
-    root: Annotated[Optional[Path], typer.Option(
-        "--root", metavar="PATH",
+    root: Annotated[Optional[str], typer.Option(
+        "--root", metavar="PATH", autocompletion=callbacks.path,
         help="Registry to use: the .modelreg directory or the directory holding it "
         "[default: $MODELREG_DIR, else the nearest .modelreg upward].")] = None,
+    remote: Annotated[Optional[str], typer.Option(
+        "-r", "--remote", metavar="NAME", autocompletion=callbacks.remote,
+        help="Use the registry at this remote's location (see `modelreg remote`); not with --root.")] = None,
     version: Annotated[bool, typer.Option(
         "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
@@ -79,7 +103,9 @@ def main_callback(
       $ modelreg link resnet:best classifier -a staging
       $ modelreg pull classifier:production -o model/
     """
-    ctx.obj = State(root)
+    if root is not None and remote is not None:
+        raise InvalidInput("--root and --remote cannot be used together", hint="pick one registry")
+    ctx.obj = State(root, remote)
 
 
 def state(ctx: typer.Context) -> State:
@@ -105,7 +131,8 @@ def _aliases_text(aliases) -> str:
 @app.command()
 def init(
     ctx: typer.Context,
-    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Where to create .modelreg [default: the current directory].")] = Path("."),
+    # A str, not a Path: a Path folds the // of an object-store URL, which must be refused as one.
+    directory: Annotated[str, typer.Argument(metavar="DIR", autocompletion=callbacks.path, help="Where to create .modelreg [default: the current directory].")] = ".",
     json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Create a registry in DIR/.modelreg; running it again changes nothing.
@@ -116,8 +143,8 @@ def init(
       $ modelreg init /shared/models
     """
     out = Output(json_mode, plain, quiet)
-    root = state(ctx).root
-    reg = Registry.init(root if root is not None and directory == Path(".") else directory, notify=out.note)
+    root = state(ctx).location()
+    reg = Registry.init(root if root is not None and directory == "." else directory, notify=out.note)
     out.report(forms.INIT, reg)
 
 
@@ -640,66 +667,192 @@ def _fsck_summary(out: Output, result) -> None:
 # -- config ----------------------------------------------------------------------------
 
 KeyArg = Annotated[str, typer.Argument(metavar="KEY", autocompletion=callbacks.config_key, help="A config key, e.g. pull.mode.")]
+UserOpt = Annotated[bool, typer.Option("--user", help="Use the user's config file ($XDG_CONFIG_HOME/modelreg/config.toml), not the registry's.")]
 
 
 @config_app.command("get")
-def config_get(ctx: typer.Context, key: KeyArg,
+def config_get(ctx: typer.Context, key: KeyArg, user: UserOpt = False,
                json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False) -> None:
     """Print a key's value (its default when unset).
 
     \b
     Examples:
       $ modelreg config get aliases.protected
+      $ modelreg config get --user remote.team.url
     """
-    from ..config import check_key
+    from ..config import UserConfig, check_key
 
     out = Output(json_mode, plain, quiet)
-    reg = state(ctx).open(out)
-    value = reg.config.get(check_key(key))
+    if user:
+        config = UserConfig.load()
+        config.spec(key)  # an unknown key is exit 2 before anything is read
+        value = config.get(key)
+    else:
+        value = state(ctx).open(out).config.get(check_key(key))
     out.report(forms.CONFIG_GET, (key, value))
 
 
 @config_app.command("set")
 def config_set(ctx: typer.Context, key: KeyArg,
-               value: Annotated[str, typer.Argument(metavar="VALUE", help="The new value; a list takes comma-separated values.")]) -> None:
-    """Set a key in .modelreg/config.toml.
+               value: Annotated[str, typer.Argument(metavar="VALUE", help="The new value; a list takes comma-separated values.")],
+               user: UserOpt = False) -> None:
+    """Set a key in .modelreg/config.toml (with --user: in the user's config file).
 
     \b
     Examples:
       $ modelreg config set pull.mode hardlink
       $ modelreg config set aliases.protected production,staging
+      $ modelreg config set --user remote.timeout 2m
     """
+    if user:
+        from ..config import UserConfig, edit_user_config
+
+        UserConfig(Path(), {}).set(key, value)  # a bad key or value is refused before any lock
+        edit_user_config(lambda config: (config.set(key, value), (True, None))[1])
+        return
     state(ctx).open(Output()).config_set(key, value)
 
 
 @config_app.command("unset")
-def config_unset(ctx: typer.Context, key: KeyArg) -> None:
+def config_unset(ctx: typer.Context, key: KeyArg, user: UserOpt = False) -> None:
     """Remove a key, so its default applies again.
 
     \b
     Examples:
       $ modelreg config unset pull.mode
+      $ modelreg config unset --user cache.dir
     """
-    from ..config import check_key
+    from ..config import UserConfig, check_key, edit_user_config
 
     out = Output()
-    if not state(ctx).open(out).config_unset(check_key(key)):
+    if user:
+        UserConfig(Path(), {}).spec(key)
+        removed = edit_user_config(lambda config: (lambda r: (r, r))(config.unset(key)))
+    else:
+        removed = state(ctx).open(out).config_unset(check_key(key))
+    if not removed:
         out.note(f"{key} was not set")
 
 
 @config_app.command("list")
-def config_list(ctx: typer.Context,
+def config_list(ctx: typer.Context, user: UserOpt = False,
                 json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False) -> None:
     """List every key with its value (defaults included).
 
     \b
     Examples:
       $ modelreg config list --plain
+      $ modelreg config list --user
     """
-    from ..config import format_value
+    from ..config import UserConfig, format_value
 
     out = Output(json_mode, plain, quiet)
-    reg = state(ctx).open(out)
-    items = reg.config.items()
+    config = UserConfig.load() if user else state(ctx).open(out).config
+    items = config.items()
     out.report(forms.CONFIG_LIST, {key: value for key, value, _ in items}, human=lambda _: out.table(
         ["key", "value", "source"], [[k, format_value(v), "config.toml" if s else "default"] for k, v, s in items]))
+
+
+# -- remote ----------------------------------------------------------------------------
+
+RemoteArg = Annotated[str, typer.Argument(metavar="NAME", autocompletion=callbacks.remote, help="The remote's name.")]
+
+
+@remote_app.command("add")
+def remote_add(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="A name for the remote (the rules of collection names).")],
+    url: Annotated[str, typer.Argument(metavar="URL", help="A directory (stored absolute) or an s3://, gs:// or az:// URL.")],
+    endpoint: Annotated[Optional[str], typer.Option("--endpoint", metavar="URL", help="The S3-compatible service's endpoint URL (MinIO, Ceph RGW, R2).")] = None,
+) -> None:
+    """Add a named remote to the user's config file.
+
+    Adding a name again with the same URL changes nothing; with another URL it is
+    refused (exit 4): remove it first.
+
+    \b
+    Examples:
+      $ modelreg remote add team /shared/models
+      $ modelreg remote add cloud s3://bucket/models --endpoint http://minio:9000
+    """
+    from ..config import add_remote
+
+    if not add_remote(name, url, endpoint):
+        Output().note(f"remote {name} already names {url}; nothing changed")
+
+
+@remote_app.command("ls")
+def remote_ls(json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False) -> None:
+    """List the named remotes with their URLs.
+
+    \b
+    Examples:
+      $ modelreg remote ls
+      $ modelreg remote ls -q
+    """
+    from ..config import UserConfig
+
+    out = Output(json_mode, plain, quiet)
+    remotes = list(UserConfig.load().remotes().items())
+    out.report(forms.REMOTES, remotes, human=lambda rows: out.table(
+        ["name", "url", "endpoint"], [[n, r["url"], r.get("endpoint") or ""] for n, r in rows],
+        empty="no remotes; add one with `modelreg remote add NAME URL`"))
+
+
+@remote_app.command("rm")
+def remote_rm(name: RemoteArg) -> None:
+    """Remove a named remote from the user's config file (the registry there is untouched).
+
+    \b
+    Examples:
+      $ modelreg remote rm team
+    """
+    from ..config import remove_remote
+
+    remove_remote(name)
+
+
+# -- push ------------------------------------------------------------------------------
+
+
+def _push_bytes(reg: Registry, refs: list[str]) -> int:
+    """The bytes of the versions named, for the progress bar (run only when one can be drawn)."""
+    from ..errors import Error
+
+    total = 0
+    for ref in refs:
+        try:
+            if ":" in ref:
+                total += reg.resolve(ref).size
+            else:
+                total += sum(v.size for v in reg.versions(ref))
+        except Error:
+            pass  # `push` itself reports what is wrong
+    return total
+
+
+@app.command()
+def push(
+    ctx: typer.Context,
+    refs: Annotated[list[str], typer.Argument(metavar="REF", autocompletion=callbacks.ref, help="A version, or a collection name for every live version of it.")],
+    to: Annotated[str, typer.Option("--to", metavar="REMOTE|PATH", autocompletion=callbacks.remote, help="A remote's name, or the directory of the target registry (created when absent).")],
+    as_name: Annotated[Optional[str], typer.Option("--as", metavar="NAME", help="Push into this collection name instead of the source's.")] = None,
+    json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False,
+) -> None:
+    """Copy versions to another registry, by digest; print each SOURCE-REF -> TARGET-REF.
+
+    A version whose file set the target already holds is reused; otherwise it takes the
+    target's next number. Links are pushed after their sources, inputs before the versions
+    made from them; aliases are never pushed.
+
+    \b
+    Examples:
+      $ modelreg push resnet:v3 --to team
+      resnet:v3 -> team resnet:v7   (printed with an arrow)
+      $ modelreg push resnet --to /shared/models --as alice-resnet
+    """
+    out = Output(json_mode, plain, quiet)
+    reg = state(ctx).open(out)
+    with out.progress("pushing", lambda: _push_bytes(reg, refs)) as advance:
+        pushed = reg.push(refs, to, as_name=as_name, on_progress=advance)
+    out.report(forms.PUSH, pushed, human=lambda rows: out.lines(
+        f"{p.source} \u2192 {p.to} {p.target}" + ("" if p.new else "  (already there)") for p in rows))

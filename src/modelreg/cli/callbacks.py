@@ -15,11 +15,13 @@ TAG = "modelreg_kind"
 
 def _root_value(ctx: typer.Context) -> str | None:
     root = ctx.find_root()
+    found = {}
     for param in root.command.params:
-        if param.param_type_name == "option" and "--root" in param.opts:
-            value = root.params.get(param.name)
-            return None if value is None else str(value)
-    return None
+        for opt in ("--root", "--remote"):
+            if param.param_type_name == "option" and opt in param.opts:
+                value = root.params.get(param.name)
+                found[opt] = None if value is None else str(value)
+    return candidates.root_of(found.get("--root"), found.get("--remote"))
 
 
 def _ref_value(ctx: typer.Context) -> str | None:
@@ -45,6 +47,7 @@ registered = _completer("registered", "Registered-model names.")
 alias = _completer("alias", "Aliases of the collection named by the REF argument.")
 version_file = _completer("version-file", "Paths inside the version the REF argument names.")
 config_key = _completer("config-key", "Configuration keys.")
+remote = _completer("remote", "Names of the remotes in the user's config file.")
 path = _completer("path", "Nothing: the shell completes file names.")
 
 

@@ -18,7 +18,7 @@ CONFIG_KEYS = (
     "gc.grace",
     "core.fsync",
 )
-KINDS = ("ref", "collection", "registered", "alias", "version-file", "config-key", "path")
+KINDS = ("ref", "collection", "registered", "alias", "version-file", "config-key", "path", "remote")
 
 
 def unpack_args(args: list[str], nargs_spec: list[int]) -> tuple[list, list[str]]:
@@ -65,6 +65,32 @@ def ref_argument(arguments: list[tuple], leftover: list[str]) -> str | None:
     return None
 
 
+def _remotes(environ) -> dict:
+    """name -> URL of the remotes in the user's config file, read with the standard library only."""
+    import tomllib
+
+    base = environ.get("XDG_CONFIG_HOME") or os.path.join(environ.get("HOME") or os.path.expanduser("~"), ".config")
+    try:
+        with open(os.path.join(base, "modelreg", "config.toml"), "rb") as f:
+            remotes = tomllib.load(f).get("remote", {})
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(remotes, dict):
+        return {}
+    return {n: t["url"] for n, t in remotes.items() if isinstance(t, dict) and isinstance(t.get("url"), str)}
+
+
+def remote_names(environ=os.environ) -> list[str]:
+    return sorted(_remotes(environ))
+
+
+def root_of(root: str | None, remote: str | None, environ=os.environ) -> str | None:
+    """The registry location the global options typed so far name: --root, or -r's URL."""
+    if remote is not None:
+        return _remotes(environ).get(remote, os.devnull)  # an unknown remote offers nothing
+    return root
+
+
 def provide(kind: str, incomplete: str, *, root=None, ref=None, environ=os.environ) -> list[str]:
     """Candidate values of a dynamic completion kind, shared by both completion paths.
 
@@ -72,9 +98,11 @@ def provide(kind: str, incomplete: str, *, root=None, ref=None, environ=os.envir
     Nothing on disk is written and errors give no candidates: TAB must never fail.
     """
     if kind == "config-key":
-        return list(CONFIG_KEYS)
+        return list(CONFIG_KEYS)  # the registry's; user keys (`--user`) are typed in full
     if kind == "path":
         return []
+    if kind == "remote":
+        return remote_names(environ)
     from ._complete_registry import RegistryView
 
     try:

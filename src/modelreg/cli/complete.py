@@ -19,7 +19,7 @@ import os
 import sys
 
 # Re-exported: the fast path's public names, as before the candidates and scripts moved out.
-from .candidates import CONFIG_KEYS, KINDS, provide, ref_argument  # noqa: F401
+from .candidates import CONFIG_KEYS, KINDS, provide, ref_argument, root_of  # noqa: F401
 from .candidates import unpack_args as _unpack_args
 from .shellscripts import COMPLETE_VAR, PROG, SCRIPTS, script  # noqa: F401
 # Set by our own bash script: answer in Click 8's "type,value" lines so the script can
@@ -342,11 +342,13 @@ def _command_items(ctx: _Ctx, incomplete: str) -> list:
 def _root_value(ctx: _Ctx) -> str | None:
     while ctx.parent:
         ctx = ctx.parent
+    found = {}
     for p in ctx.node["params"]:
-        if p["param"] == "option" and "--root" in p["opts"]:
-            value = ctx.values.get(p["name"])
-            return value if isinstance(value, str) else None
-    return None
+        for opt in ("--root", "--remote"):
+            if p["param"] == "option" and opt in p["opts"]:
+                value = ctx.values.get(p["name"])
+                found[opt] = value if isinstance(value, str) else None
+    return root_of(found.get("--root"), found.get("--remote"))
 
 
 def _ref_value(ctx: _Ctx) -> str | None:
