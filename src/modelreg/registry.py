@@ -484,8 +484,7 @@ class Registry:
         source_ref = f"{source.artifact.full}:v{source.version}"
         shown_source = self.short(source.artifact, source.version)
         target = self.collection(target_id)
-        if target.exists():
-            target.ensure("registered")  # a name clash is refused before anything is written
+        self._refuse_clash(target, "registered")  # a clash of kind or case, before anything is written
         protected = self._protected()
 
         def existing_link(state) -> int | None:
