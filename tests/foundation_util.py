@@ -83,11 +83,12 @@ def manifest_path(registry: Path, name: str, version: int, entity="local", proje
     return coll / "manifests" / f"{summary['manifest']}.json"
 
 
-def rewrite_manifest(manifest: Path, data: bytes) -> Path:
+def rewrite_manifest(manifest: Path, data: bytes, **summary) -> Path:
     """Make `data` the manifest that `manifest` (a path from manifest_path) was, as a hostile
     writer could: stored under its own BLAKE3 and named instead by every record that named
     the old one (rewritten); the snapshot, a cache, is dropped so that readers go by the
-    records. The new manifest's path."""
+    records; `summary` fields (e.g. digest) are set in those records' summaries too. The
+    new manifest's path."""
     coll = manifest.parent.parent
     digest = blake3_hex(data)
     path = coll / "manifests" / f"{digest}.json"
@@ -95,8 +96,8 @@ def rewrite_manifest(manifest: Path, data: bytes) -> Path:
     for change in sorted((coll / "changes").glob("*.json")):
         record = json.loads(change.read_bytes())
         named = [s for s in record.get("add", {}).values() if s.get("manifest") == manifest.stem]
-        for summary in named:
-            summary["manifest"] = digest
+        for entry in named:
+            entry.update(summary, manifest=digest)
         if named:
             os.chmod(change, 0o644)
             change.write_bytes(json.dumps(record, separators=(",", ":")).encode())
