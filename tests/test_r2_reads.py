@@ -79,8 +79,9 @@ UNPARSABLE = {
 }
 BREAKERS = {**UNREADABLE, **UNPARSABLE}
 # format 2's manifest reader: a socket is an internal error (ENXIO from os.open), not exit 1
-SOCKET_BUG = pytest.mark.xfail(strict=True, reason="storage.read_regular: os.open of a socket raises ENXIO, which "
-                                                   "changes.Collection.read_manifest does not turn into IntegrityError")
+SOCKET_BUG = pytest.mark.xfail(strict=True, reason="storage.read_regular: os.open of a socket raises ENXIO, an OSError "
+                                                   "format 2's readers (manifests, name claims) do not turn into "
+                                                   "IntegrityError: 'internal error' instead of exit 1")
 BREAKER_PARAMS = [pytest.param(b, id=k, marks=SOCKET_BUG if k == "socket" else ()) for k, b in BREAKERS.items()]
 
 
