@@ -166,3 +166,51 @@ def s3_bucket(s3_endpoint, monkeypatch):
     for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(key, raising=False)
     return s3_endpoint.make_bucket()
+
+
+# -- modelreg 0.1.0, the release that wrote format 1 ------------------------------------
+
+OLD_RELEASE = "30aee38"  # modelreg 0.1.0: format-1 registries are built by its own code
+
+
+class OldModelreg:
+    """modelreg 0.1.0's code, unpacked from git; `run(...)` is a real 0.1.0 process."""
+
+    def __init__(self, src: Path) -> None:
+        self.src = src
+
+    def env(self, root: Path | None = None, **extra) -> dict:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MODELREG_")}
+        env["PYTHONPATH"] = str(self.src)
+        if root is not None:
+            env["MODELREG_DIR"] = str(root)
+        env.update({k: str(v) for k, v in extra.items()})
+        return env
+
+    def run(self, *args, root: Path | None = None, cwd=None, env_extra=None, timeout=120):
+        return subprocess.run([sys.executable, "-m", "modelreg", *map(str, args)], cwd=cwd,
+                              env=self.env(root, **(env_extra or {})), capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+
+    def check(self, *args, **kwargs):
+        proc = self.run(*args, **kwargs)
+        assert proc.returncode == 0, f"0.1.0 `modelreg {' '.join(map(str, args))}` failed: {proc.stderr}"
+        return proc
+
+
+@pytest.fixture(scope="session")
+def modelreg_010(tmp_path_factory) -> OldModelreg:
+    """modelreg 0.1.0 from this repository's history (CI clones it with full history)."""
+    repo = Path(__file__).resolve().parent.parent
+    if not shutil.which("git"):
+        pytest.skip("git is not installed: cannot unpack modelreg 0.1.0 to build a format-1 registry")
+    known = subprocess.run(["git", "-C", str(repo), "cat-file", "-e", f"{OLD_RELEASE}^{{commit}}"],
+                           capture_output=True)
+    if known.returncode != 0:
+        pytest.skip(f"commit {OLD_RELEASE} (modelreg 0.1.0) is not in this clone (shallow?): "
+                    "cannot build a format-1 registry")
+    base = tmp_path_factory.mktemp("modelreg-0.1.0")
+    archive = subprocess.run(["git", "-C", str(repo), "archive", OLD_RELEASE, "src/modelreg"],
+                             capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(base)], input=archive.stdout, check=True)
+    return OldModelreg(base / "src")

@@ -7,12 +7,12 @@ Steps (each right after the named action, except `history`, which is right befor
   writer     registered in locks/writers/
   staged     a blob copied into tmp/ (not yet published)
   blob       a blob published under objects/
-  lock       a lock file taken (collection.lock, gc.lock)
-  temp       a record/alias/config temp file written into tmp/
-  published  a record linked into place (collection.json, vN.json), its temp not yet removed
-  replaced   a file atomically replaced (alias, tombstone, index)
-  history    about to append to history.jsonl
-  appended   history appended, lock not yet released
+  lock       a lock file taken (gc.lock, config.lock)
+  temp       a temp file of the storage layer written into tmp/ (claim, manifest, record, snapshot)
+  published  a file created create-only (name claim, manifest, change record)
+  replaced   a derived file replaced (snapshot, config)
+  history    about to publish a change record (format 2's commit, which holds the events)
+  appended   a change record published, the snapshot not yet rewritten
 
 The hooks wrap functions in this child process only; the product carries no test code.
 """
@@ -65,21 +65,19 @@ def before(owner, name: str, step: str) -> None:
 
 
 def install() -> None:
-    # util first: collections and registry import its functions by name when they load.
-    from modelreg import util
+    from modelreg import changes, locks, storage, store, util
 
-    after(util, "write_temp", "temp")
-    after(util, "create_file", "published")
     after(util, "replace_file", "replaced")
-
-    from modelreg import collections, locks, store
-
+    after(storage.FsStorage, "_temp", "temp")
+    after(storage.FsStorage, "create", "published")
+    after(storage.FsStorage, "replace", "replaced")
+    after(storage.FsStorage, "put", "replaced")
     after(store.Store, "stage", "staged")
     after(store.Store, "publish", "blob")
     after(locks.FileLock, "acquire", "lock")
     after(locks.WriterRegistration, "__enter__", "writer")
-    before(collections.Collection, "append_history", "history")
-    after(collections.Collection, "append_history", "appended")
+    before(changes.Collection, "_publish", "history")
+    after(changes.Collection, "_publish", "appended")
 
 
 if __name__ == "__main__":

@@ -67,8 +67,46 @@ def listing(root: Path, skip: tuple[str, ...] = ()) -> dict[str, tuple]:
     return found
 
 
+def collection_dir(registry: Path, name: str, entity="local", project="default") -> Path:
+    return registry / "collections" / entity / project / name
+
+
 def manifest_path(registry: Path, name: str, version: int, entity="local", project="default") -> Path:
-    return registry / "collections" / entity / project / name / "versions" / f"v{version}.json"
+    """Version N's manifest (format 2: named by its BLAKE3 in the record that adds N); a
+    path that does not exist when no record gives N."""
+    from modelreg.layout import local_state
+
+    summary = local_state(str(registry), entity, project, name)["versions"].get(version)
+    coll = collection_dir(registry, name, entity, project)
+    if not summary or "manifest" not in summary:
+        return coll / "manifests" / f"no-v{version}.json"
+    return coll / "manifests" / f"{summary['manifest']}.json"
+
+
+def rewrite_manifest(manifest: Path, data: bytes, **summary) -> Path:
+    """Make `data` the manifest that `manifest` (a path from manifest_path) was, as a hostile
+    writer could: stored under its own BLAKE3 and named instead by every record that named
+    the old one (rewritten); the snapshot, a cache, is dropped so that readers go by the
+    records; `summary` fields (e.g. digest) are set in those records' summaries too. The
+    new manifest's path."""
+    coll = manifest.parent.parent
+    digest = blake3_hex(data)
+    path = coll / "manifests" / f"{digest}.json"
+    path.write_bytes(data)
+    for change in sorted((coll / "changes").glob("*.json")):
+        record = json.loads(change.read_bytes())
+        named = [s for s in record.get("add", {}).values() if s.get("manifest") == manifest.stem]
+        for entry in named:
+            entry.update(summary, manifest=digest)
+        if named:
+            os.chmod(change, 0o644)
+            change.write_bytes(json.dumps(record, separators=(",", ":")).encode())
+    (coll / "snapshot.json").unlink(missing_ok=True)
+    return path
+
+
+def replace_manifest(registry: Path, name: str, version: int, data: bytes, entity="local", project="default") -> Path:
+    return rewrite_manifest(manifest_path(registry, name, version, entity, project), data)
 
 
 def blake3_hex(data: bytes) -> str:

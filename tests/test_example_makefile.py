@@ -121,7 +121,10 @@ def test_sigterm_while_waiting_for_a_lock_exits_143(tmp_path, modelreg_bin, quer
     (work / "ckpt").mkdir(parents=True)
     (work / "ckpt" / "w").write_text("1\n")
     query(work, "log", str(work / "ckpt"), "-n", "m")
-    lock = work / ".modelreg" / "collections" / "local" / "default" / "m" / "collection.lock"
+    from modelreg import layout
+
+    # format 2 keeps no collection lock: gc's lock is the one a writer waits for.
+    lock = work / ".modelreg" / layout.GC_LOCK
     # Held by this (live) test process, so `log` waits for it.
     lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}))
     (work / "ckpt" / "w").write_text("2\n")
@@ -129,10 +132,12 @@ def test_sigterm_while_waiting_for_a_lock_exits_143(tmp_path, modelreg_bin, quer
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "MODELREG_LOCK_TIMEOUT": "30"})
     writers = work / ".modelreg" / "locks" / "writers"
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 3
+    # a writer registers, finds gc's lock, unregisters and waits (the entry comes and goes
+    # between polls, so after a few seconds it is taken to be waiting)
     while not any(f"-{proc.pid}-" in p.name for p in writers.glob("*")) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)  # registered as a writer: now in, or about to be in, the lock wait
+        time.sleep(0.005)
+    time.sleep(0.5)
     proc.terminate()
     out, err = proc.communicate(timeout=30)
     assert "internal error" not in err

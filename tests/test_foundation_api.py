@@ -8,9 +8,10 @@ import math
 
 import pytest
 
+
 import modelreg
 from conftest import make_tree
-from foundation_util import tree_snapshot
+from foundation_util import manifest_path, rewrite_manifest, tree_snapshot
 
 
 @pytest.fixture
@@ -117,10 +118,10 @@ def test_api_errors_are_typed(reg, tree, tmp_path):
     (tmp_path / "out" / "config.json").write_text("mine")
     with pytest.raises(modelreg.Conflict):
         reg.pull("resnet", tmp_path / "out")
-    manifest = reg.path / "collections" / "local" / "default" / "resnet" / "versions" / "v0.json"
+    manifest = manifest_path(reg.path, "resnet", 0)
     data = json.loads(manifest.read_text())
     data["files"][0]["path"] = "../escape"
-    manifest.write_text(json.dumps(data))
+    rewrite_manifest(manifest, json.dumps(data).encode())
     with pytest.raises(modelreg.IntegrityError):
         reg.pull("resnet", tmp_path / "elsewhere")
     assert not (tmp_path / "escape").exists() and not (tmp_path / "elsewhere").exists()

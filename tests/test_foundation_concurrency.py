@@ -55,10 +55,13 @@ def test_eight_concurrent_logs_of_one_artifact_make_exactly_v0_to_v7(modelreg_bi
         assert by_path["model.bin"] == blake3_hex((src / "model.bin").read_bytes())
 
     collection = registry / "collections" / "local" / "default" / "model"
-    assert sorted(os.listdir(collection / "versions")) == sorted(f"v{n}.json" for n in range(8))
-    events = [json.loads(line) for line in (collection / "history.jsonl").read_text().splitlines()]
-    assert sorted(e["version"] for e in events if e["event"] == "logged") == list(range(8))
-    assert not (collection / "collection.lock").exists()
+    # format 2: one change record per version, each giving the next number in commit order
+    records = [json.loads((collection / "changes" / n).read_bytes())
+               for n in sorted(os.listdir(collection / "changes"))]
+    assert [list(r["add"]) for r in records] == [[str(n)] for n in range(8)]
+    events = [e for r in records for e in r["events"]]
+    assert [e["version"] for e in events if e["event"] == "logged"] == list(range(8))
+    assert len(os.listdir(collection / "manifests")) == 8
     assert os.listdir(registry / "tmp") == []
 
 

@@ -13,7 +13,7 @@ import textwrap
 import pytest
 
 from conftest import make_tree, run
-from foundation_util import assert_error, ok
+from foundation_util import assert_error, manifest_path, ok
 
 USAGE_ERRORS = {
     "unknown-command": ["frobnicate"],
@@ -80,31 +80,33 @@ def test_a_lock_held_too_long_is_4_naming_its_holder(mr, tree, isolated_env, mon
     # A live holder on this host: this test process itself.
     from modelreg.locks import holder_record
 
-    lock = isolated_env / ".modelreg" / "collections" / "local" / "default" / "ckpt" / "collection.lock"
+    # format 2 keeps no collection lock; the config's lock is one a command waits for
+    lock = isolated_env / ".modelreg" / "locks" / "config.lock"
     lock.write_text(json.dumps(holder_record()))
     monkeypatch.setenv("MODELREG_LOCK_TIMEOUT", "0.3")
-    (tree / "model.bin").write_bytes(b"new weights")
-    result = mr("log", tree)
+    result = mr("config", "set", "gc.grace", "1h")
     assert_error(result, 4, str(os.getpid()))
     assert socket.gethostname() in result.stderr
     lock.unlink()
-    assert ok(mr("log", tree)) == "ckpt:v1\n"
+    ok(mr("config", "set", "gc.grace", "1h"))
+    assert ok(mr("config", "get", "gc.grace")) == "1h\n"
 
 
 def test_a_stale_lock_of_a_dead_process_is_broken(mr, tree, isolated_env):
     ok(mr("log", tree))
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    lock = isolated_env / ".modelreg" / "collections" / "local" / "default" / "ckpt" / "collection.lock"
+    lock = isolated_env / ".modelreg" / "locks" / "config.lock"
     lock.write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid, "pstart": None, "time": 0}))
+    ok(mr("config", "set", "gc.grace", "1h"))
+    assert not lock.exists()
     (tree / "model.bin").write_bytes(b"new weights")
     assert ok(mr("log", tree)) == "ckpt:v1\n"
-    assert not lock.exists()
 
 
 def test_an_integrity_problem_is_1(mr, tree, isolated_env):
     ok(mr("log", tree))
-    manifest = isolated_env / ".modelreg" / "collections" / "local" / "default" / "ckpt" / "versions" / "v0.json"
+    manifest = manifest_path(isolated_env / ".modelreg", "ckpt", 0)
     manifest.write_text("[]")
     assert_error(mr("show", "ckpt"), 1)
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from foundation_util import assert_error, listing, manifest_path, ok
+from foundation_util import assert_error, listing, manifest_path, ok, rewrite_manifest
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ def tamper(manifest, old_path, new_path):
         if entry["path"] == old_path:
             entry["path"] = new_path
     data["files"].sort(key=lambda e: e["path"])
-    manifest.write_text(json.dumps(data, indent=1))
+    return rewrite_manifest(manifest, json.dumps(data, indent=1).encode())
 
 
 def everything_but_the_registry(tmp_path):
@@ -82,7 +82,7 @@ def test_a_manifest_whose_paths_clash_is_refused(mr, logged, isolated_env, clash
 
 
 def test_a_manifest_that_is_not_json_is_an_integrity_error(mr, logged, isolated_env):
-    logged.write_text("{ this is not json")
+    rewrite_manifest(logged, b"{ this is not json")
     for args in (["pull", "ckpt:v0", "-o", "out"], ["show", "ckpt:v0"], ["ls", "ckpt:v0"]):
         assert_error(mr(*args), 1)
     assert not (isolated_env / "out").exists()

@@ -64,9 +64,10 @@ def test_manifest_holds_spec_fields_and_the_version_digest_recomputes(mr, tree, 
     path = manifest_path((isolated_env / ".modelreg"), "resnet", 0)
     manifest = json.loads(path.read_text())
 
-    assert manifest["format"] == 1
+    # format 2: the number is the record's, not the manifest's; the manifest is named by its BLAKE3
+    assert path.stem == blake3_hex(path.read_bytes())
     assert manifest["artifact"] == "local/default/resnet"
-    assert manifest["version"] == 0
+    assert "version" not in manifest or manifest["version"] == 0
     assert manifest["metadata"] == {"epoch": 3}
     assert manifest["description"] == "first try"
     assert manifest["inputs"] == []
@@ -120,13 +121,16 @@ def test_empty_directories_are_not_recorded(mr, tmp_path):
 
 
 def test_alias_file_holds_the_version_and_a_newline_and_latest_is_not_stored(mr, tree, isolated_env):
+    """Format 2: the aliases are the last change record's map, the kind is the name claim's,
+    the history is the records' events; `latest` is stored nowhere."""
     ok(mr("log", tree, "-a", "best"))
-    aliases = (isolated_env / ".modelreg") / "collections" / "local" / "default" / "ckpt" / "aliases"
-    assert (aliases / "best").read_text() == "v0\n"
-    assert not (aliases / "latest").exists()
-    collection = json.loads((aliases.parent / "collection.json").read_text())
-    assert collection["kind"] == "artifact"
-    history = [json.loads(line) for line in (aliases.parent / "history.jsonl").read_text().splitlines()]
+    root = isolated_env / ".modelreg"
+    records = [json.loads(p.read_bytes()) for p in
+               sorted((root / "collections" / "local" / "default" / "ckpt" / "changes").glob("*.json"))]
+    assert records[-1]["aliases"] == {"best": 0}
+    assert all("latest" not in r["aliases"] for r in records)
+    assert json.loads((root / "names" / "local" / "default" / "ckpt.json").read_text())["kind"] == "artifact"
+    history = [e for r in records for e in r["events"]]
     assert [e["event"] for e in history] == ["logged", "alias-set"]
     assert all(isinstance(e["version"], int) for e in history)
 
@@ -136,7 +140,7 @@ def test_registry_directories_and_config_exist_after_init(mr, isolated_env):
     root = isolated_env / ".modelreg"
     for sub in ("objects", "tmp", "locks", "collections"):
         assert (root / sub).is_dir(), sub
-    assert "format = 1" in (root / "config.toml").read_text()
+    assert "format = 2" in (root / "config.toml").read_text()
     assert os.listdir(root / "tmp") == []
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import make_tree
+from foundation_util import manifest_path, rewrite_manifest
 from modelreg import Registry
 from modelreg.hashing import version_digest
 from reliability_util import assert_error, data_state, mr_runner, tree_state
@@ -33,20 +34,20 @@ def reg(isolated_env, tmp_path) -> Registry:
 
 
 def forge(reg: Registry, paths: list[str]) -> None:
-    """Rewrite m:v0 so that its files carry `paths`, with a matching version digest."""
-    manifest = reg.path / "collections/local/default/m/versions/v0.json"
+    """Rewrite m:v0 so that its files carry `paths`, with a matching version digest (in
+    format 2 also in the records' summaries, and in the link that vouches for it)."""
+    manifest = manifest_path(reg.path, "m", 0)
     data = json.loads(manifest.read_text())
     template = data["files"][0]
     data["files"] = [dict(template, path=p) for p in paths]
     entries = [(f["path"], f["digest"], f["size"], f["executable"]) for f in data["files"]]
     data["digest"] = version_digest(entries)
     data["size"] = sum(f["size"] for f in data["files"])
-    manifest.write_text(json.dumps(data))
-    link = reg.path / "collections/local/default/classifier/versions/v0.json"
+    rewrite_manifest(manifest, json.dumps(data).encode(), digest=data["digest"], size=data["size"])
+    link = manifest_path(reg.path, "classifier", 0)
     record = json.loads(link.read_text())
     record["source_digest"] = data["digest"]
-    link.write_text(json.dumps(record))
-    (reg.path / "collections/local/default/m/index.json").unlink(missing_ok=True)
+    rewrite_manifest(link, json.dumps(record).encode(), digest=data["digest"])
 
 
 def user_files(tmp_path: Path) -> dict:
@@ -96,6 +97,15 @@ def test_tampered_manifest_is_refused_by_pull_and_reported_by_fsck(reg, tmp_path
     assert_error(mr("show", "m:v0"), 1)
     assert user_files(tmp_path) == watched and list(outside.iterdir()) == []
     assert (absolute.exists() and absolute.stat().st_mtime_ns) == absolute_before
+    # fsck's report of it: test_fsck_reports_a_forged_or_mistyped_manifest
+
+
+
+
+
+@pytest.mark.parametrize("paths", [UNSAFE["dotdot"], UNSAFE["absolute"]], ids=["dotdot", "absolute"])
+def test_fsck_reports_a_forged_or_mistyped_manifest(reg, mr, paths):
+    forge(reg, paths)
     result = mr("fsck", "--json")
     assert result.returncode == 1
     problems = json.loads(result.stdout)["problems"]
@@ -213,12 +223,18 @@ def test_metadata_through_the_api_must_be_an_object(reg, tmp_path):
 @pytest.mark.parametrize("field,value", [("metadata", [1]), ("metadata", "x"), ("files", {}), ("version", -1),
                                          ("version", True), ("artifact", "../../x"), ("digest", "ABC")])
 def test_stored_manifest_with_wrong_types(reg, mr, field, value):
-    path = reg.path / "collections/local/default/m/versions/v0.json"
+    path = manifest_path(reg.path, "m", 0)
     data = json.loads(path.read_text())
     data[field] = value
-    path.write_text(json.dumps(data))
-    (reg.path / "collections/local/default/m/index.json").unlink(missing_ok=True)
+    rewrite_manifest(path, json.dumps(data).encode())
     assert_error(mr("show", "m:v0"), 1)
     assert_error(mr("pull", "m:v0", "-o", "out"), 1)
     assert not os.path.exists("out")
+
+
+def test_fsck_reports_a_stored_manifest_with_a_wrong_type(reg, mr):
+    path = manifest_path(reg.path, "m", 0)
+    data = json.loads(path.read_text())
+    data["metadata"] = [1]
+    rewrite_manifest(path, json.dumps(data).encode())
     assert json.loads(mr("fsck", "--json").stdout)["ok"] is False

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import modelreg
-from foundation_util import is_rfc3339_utc
+from foundation_util import is_rfc3339_utc, manifest_path
 from lifecycle_util import CLI, registry_state, write_ckpt
 
 
@@ -76,7 +76,7 @@ def test_linking_a_link_links_its_source(cli, resnet):
     # and linking the link back into its own registered model is the existing link
     back = cli.json("link", "classifier:v0", "classifier")
     assert (back["ref"], back["new"]) == ("classifier:v0", False)
-    record = json.loads((Path(".modelreg/collections/local/default/detector/versions/v0.json")).read_text())
+    record = json.loads(manifest_path(Path(".modelreg"), "detector", 0).read_text())
     assert record["source"]["name"] == "resnet" and record["source"]["version"] == 1
 
 
@@ -100,7 +100,7 @@ def test_registered_takes_defaults_not_refs_project(cli, work):
     # REF in project vision, REGISTERED bare: it lands in the default project
     doc = cli.json("link", "vision/resnet:v0", "classifier")
     assert (doc["ref"], doc["project"], doc["source"]) == ("classifier:v0", "default", "vision/resnet:v0")
-    assert (Path(".modelreg/collections/local/default/classifier/collection.json")).is_file()
+    assert json.loads(Path(".modelreg/names/local/default/classifier.json").read_text())["kind"] == "registered"
     # and it may name any project, or entity/project
     doc = cli.json("link", "vision/resnet:v0", "prod/classifier")
     assert (doc["ref"], doc["project"], doc["entity"]) == ("prod/classifier:v0", "prod", "local")
@@ -127,7 +127,8 @@ def test_link_refuses_missing_and_bad_refs(cli, resnet, work):
     cli("link", "resnet:v0", "bad name", code=2)
     cli("link", "resnet:v0", "classifier", "-a", "v2", code=2)
     cli("link", "resnet:v0", "classifier", "-a", "latest", code=2)
-    assert not (work / ".modelreg/collections/local/default/classifier/versions/v0.json").exists()
+    assert not (work / ".modelreg/names/local/default/classifier.json").exists()
+    assert not (work / ".modelreg/collections/local/default/classifier").exists()
 
 
 def test_link_alias_protection(cli, resnet):
@@ -433,7 +434,8 @@ def test_lineage_inputs(cli, resnet, work):
     assert inputs[1]["digest"] == cli.json("show", "resnet:v1")["digest"]
     assert "dataset:v0" in cli.out("show", "ft")
     cli("log", work / "ft", "-n", "ft2", "--input", "nothing:v0", code=3)
-    assert not (work / ".modelreg/collections/local/default/ft2/versions/v0.json").exists()
+    assert not (work / ".modelreg/names/local/default/ft2.json").exists()
+    assert not (work / ".modelreg/collections/local/default/ft2").exists()
 
 
 def test_ls_sort_and_where(cli, work):

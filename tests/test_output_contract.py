@@ -95,6 +95,10 @@ def _normalize(text: str, base: Path) -> str:
     text = text.replace(str(base), "<BASE>")
     text = re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)", "<TIME>", text)
     text = re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", "<TIME-HUMAN>", text)
+    # A panel is as wide as its longest line, which holds the (varying) temp path: its
+    # padding and rules are not part of the contract, the cells are.
+    text = re.sub(r" +│$", " │", text, flags=re.M)
+    text = re.sub(r"─{3,}", "───", text)
     return text
 
 

@@ -469,19 +469,22 @@ def test_aliases_that_only_look_reserved_are_fine(reg):
 
 
 def test_log_that_cannot_take_the_lock_leaves_no_collection(reg, mr, src, monkeypatch):
-    from modelreg.collections import Collection
-    from modelreg.errors import LockTimeout
-    from modelreg.refs import CollectionId
+    """Format 2 takes no collection lock: a log that fails to commit its first record (here
+    the disk fills at that moment) leaves no collection, and the name stays free."""
+    import errno
 
-    coll = Collection(reg.path, CollectionId("local", "default", "fresh"))
-    coll.dir.mkdir(parents=True)
-    monkeypatch.setenv("MODELREG_LOCK_TIMEOUT", "0.2")
+    from modelreg import Error, changes
+
+    def full(self, key, record):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
     before = listing(mr)
-    with coll.lock():
-        with pytest.raises(LockTimeout):
+    with monkeypatch.context() as patch:
+        patch.setattr(changes.Collection, "_publish", full)
+        with pytest.raises(Error):
             reg.log(src, "fresh")
-        assert_error(mr("log", src, "-n", "fresh"), 4)
-        assert listing(mr) == before
+        assert_error(mr("log", src, "-n", "fresh"), 1)
+    assert listing(mr) == before
     assert "fresh" not in [c.name for c in reg.collections()]
     assert reg.log(src, "fresh").ref == "fresh:v0"  # and the name is still free
 

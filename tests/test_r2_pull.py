@@ -17,7 +17,7 @@ import pytest
 
 import modelreg
 from conftest import make_tree
-from foundation_util import assert_error, manifest_path, ok
+from foundation_util import assert_error, manifest_path, ok, rewrite_manifest
 
 MiB = 1 << 20
 
@@ -84,16 +84,18 @@ def registry_bait(mr, isolated_env):
     """m:v0 holds the protected alias `production`; m:v1's files look like registry files."""
     ok(mr("log", make_tree(isolated_env / "one", {"a.txt": "one\n"}), "-n", "m", "-a", "production"))
     bait = {"production": "v1\n", "aliases/production": "v1\n", "sub/aliases/production": "v1\n",
-            "sub/production": "v1\n", "config.toml": "format = 1\n"}
+            "sub/production": "v1\n", "config.toml": "format = 1\n",
+            # format 2: a file landing in a collection as its next change record would commit it
+            "changes/000000000002.json": "{}\n", "sub/changes/000000000002.json": "{}\n", "snapshot.json": "{}\n"}
     ok(mr("log", make_tree(isolated_env / "two", bait), "-n", "m"))
     return isolated_env
 
 
 def registry_state(mr, work: Path):
     registry = work / ".modelreg"
-    aliases = {p.name: p.read_bytes() for p in (registry / COLL[len(".modelreg/"):] / "aliases").iterdir()}
-    return (aliases, (registry / "config.toml").read_bytes(),
-            (registry / COLL[len(".modelreg/"):] / "history.jsonl").read_bytes(),
+    collection = registry / COLL[len(".modelreg/"):]
+    files = {str(p.relative_to(collection)): p.read_bytes() for p in sorted(collection.rglob("*")) if p.is_file()}
+    return (files, (registry / "config.toml").read_bytes(),
             ok(mr("history", "m", "--json")), json.loads(ok(mr("fsck", "--json")))["ok"])
 
 
@@ -103,14 +105,14 @@ def _target(work: Path, case: str) -> list[str]:
     if case == "registry-absolute":
         return ["-o", str(work / ".modelreg")]
     if case == "aliases-dir":
-        return ["-o", f"{COLL}/aliases"]
+        return ["-o", f"{COLL}/changes"]
     if case == "new-dir-inside":
         return ["-o", ".modelreg/newdir"]
     if case == "link-to-registry":
         (work / "reglink").symlink_to(work / ".modelreg")
         return ["-o", "reglink"]
     if case == "link-to-alias-file":
-        (work / "aliaslink").symlink_to(work / COLL / "aliases" / "production")
+        (work / "aliaslink").symlink_to(work / COLL / "changes" / "000000000000.json")
         return ["-o", "aliaslink"]
     if case == "link-to-collection":
         (work / "colllink").symlink_to(work / COLL)
@@ -142,7 +144,7 @@ def test_pull_into_the_registry_is_refused_and_changes_nothing(mr, registry_bait
 
 def test_pull_into_the_registry_is_refused_through_the_api(registry_bait):
     reg = modelreg.Registry.open(registry_bait)
-    aliases = registry_bait / COLL / "aliases"
+    aliases = registry_bait / COLL / "changes"
     before = modes_and_contents(registry_bait / ".modelreg")
     for target in (aliases, registry_bait / ".modelreg", registry_bait / ".modelreg" / "objects" / "new"):
         with pytest.raises(modelreg.InvalidInput, match="registry"):
@@ -182,8 +184,7 @@ def test_a_manifest_entry_repointed_at_another_blob_of_the_same_size_writes_noth
     manifest = manifest_path(isolated_env / ".modelreg", "ckpt", 0)
     data = json.loads(manifest.read_text())
     data["files"][1]["digest"] = data["files"][0]["digest"]  # b.bin now claims a.bin's bytes
-    os.chmod(manifest, 0o644)
-    manifest.write_text(json.dumps(data))
+    rewrite_manifest(manifest, json.dumps(data).encode())
     assert_error(mr("pull", "ckpt", "-o", "out"), 1)
     assert not (isolated_env / "out").exists()
 

@@ -30,6 +30,9 @@ from .storage import KeyMissing, NotRegular, Storage
 from .util import now
 
 SNAPSHOT_TRIES = 3
+# A writer claims a name right before its first commit: a claim this old with no record
+# behind it was left by a writer killed in between.
+CLAIM_STALE_SECONDS = 600
 
 
 def dumps(doc: dict) -> bytes:
@@ -174,16 +177,24 @@ class Collection:
         """Claim the name for `kind` unless claimed; a clash of case or kind is a conflict.
 
         One create-only write of the case-folded name decides, so two machines creating
-        `Foo` and `foo` at once never both succeed.
+        `Foo` and `foo` at once never both succeed. A claim whose collection never got a
+        record and that is older than CLAIM_STALE_SECONDS was left by a writer killed
+        between the two (a writer claims only right before it commits): it is taken over
+        by replace-if-unchanged, so of several takers one wins.
         """
+        mine = {"format": layout.FORMAT, "name": self.id.name, "kind": kind, "created": now()}
         claim = self.claim()
         if claim is None:
-            doc = {"format": layout.FORMAT, "name": self.id.name, "kind": kind, "created": now()}
-            if not self.storage.create(self.claim_key, dumps(doc)):
-                self._claim = None
+            self.storage.create(self.claim_key, dumps(mine))
+            self._claim = None
             claim = self.claim()
             if claim is None:
                 raise Error(f"cannot claim the name {self.id.full!r}")
+        if (claim["name"], claim["kind"]) != (self.id.name, kind) and self._abandoned(claim):
+            _, token = self.storage.read_token(self.claim_key)
+            self.storage.replace(self.claim_key, dumps(mine), token)
+            self._claim = None
+            claim = self.claim() or claim
         if claim["name"] != self.id.name:
             raise Conflict(f"collection {claim['name']!r} already exists; names may not differ only by case",
                            hint="collection names of one project may not differ only by case")
@@ -191,6 +202,23 @@ class Collection:
             what = "an artifact" if claim["kind"] == "artifact" else "a registered model"
             raise Conflict(f"{self.id.name!r} is already {what} in project {self.id.project!r}",
                            hint="collection names are unique within a project across both kinds")
+
+    def _abandoned(self, claim: dict) -> bool:
+        """A claim whose collection never got a record, and old enough that its writer is gone."""
+        from datetime import datetime, timezone
+
+        try:
+            made = datetime.strptime(claim.get("created", ""), "%Y-%m-%dT%H:%M:%S.%fZ")
+        except (TypeError, ValueError):
+            try:
+                made = datetime.strptime(claim.get("created", ""), "%Y-%m-%dT%H:%M:%SZ")
+            except (TypeError, ValueError):
+                return False
+        age = datetime.now(timezone.utc).replace(tzinfo=None) - made
+        if age.total_seconds() < CLAIM_STALE_SECONDS:
+            return False
+        other = layout.collection_prefix(self.id.entity, self.id.project, claim["name"])
+        return not self.storage.list(layout.changes_prefix(other))
 
     # -- state -----------------------------------------------------------------------
 

@@ -937,15 +937,17 @@ class _Scan2(_Scanner):
             self.problem(kind, ref, f"{key} cannot be read: {exc.strerror or exc}")
             self.unreadable.append(key)
             return
-        if hashing.hash_bytes(raw) != name:
-            self.problem(kind, ref, f"{key}: content does not match its name; the manifest was changed")
+        changed = hashing.hash_bytes(raw) != name
         try:
             # The digest is checked below, with a message that says which digest the files have.
             record = mf.parse_record(raw, key, number=number, check_digest=False)
         except IntegrityError as exc:
+            # One problem per manifest: what is wrong with its content says more than the name.
             self.problem(kind, ref, exc.message)
             self.mentioned.update(m.decode() for m in HEX64_BYTES.findall(raw))
             return
+        if changed:
+            self.problem(kind, ref, f"{key}: content does not match its name; the manifest was changed")
         if isinstance(record, mf.Tombstone) or isinstance(record, mf.LinkRecord) != (coll.kind == "registered"):
             self.problem(kind, ref, f"{key}: a {type(record).__name__} in a {coll.kind} collection")
             self.mentioned.update(m.decode() for m in HEX64_BYTES.findall(raw))

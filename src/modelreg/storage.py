@@ -83,9 +83,12 @@ class Storage:
 def read_regular(path: str | os.PathLike) -> tuple[bytes, os.stat_result]:
     """The bytes of a regular file and its stat, never blocking on a FIFO or reading a device.
 
-    O_NONBLOCK makes the open of a FIFO return at once; fstat of what was opened (not of
-    the name, which may change) then refuses anything but a regular file.
+    The name is checked first (a socket cannot even be opened, and opening a device may
+    have effects); O_NONBLOCK makes the open of a FIFO put there meanwhile return at once,
+    and fstat of what was opened refuses anything but a regular file.
     """
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise NotRegular(errno.EINVAL, "not a regular file", os.fspath(path))
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     try:
         st = os.fstat(fd)
