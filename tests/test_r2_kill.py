@@ -375,12 +375,12 @@ def test_kill_at_every_write_class_call(bench, command, group):
 LOCK_CASES = {
     # name: (killed command, lock path part, follow-ups that must get past the dead holder)
     # (format 2 keeps no collection lock: a collection changes by one create-only record)
-    "gc-lock-by-gc": ("gc", "gc.lock", ["log", "gc"]),
+    "gc-lock-by-gc": ("gc", "gc-2.lock", ["log", "gc"]),
     "writer-entry-by-log": ("log", "locks/writers/", ["gc"]),
 }
 
 
-LOCK_PARTS = ("gc.lock", "locks/writers/")
+LOCK_PARTS = ("gc-2.lock", "locks/writers/")
 
 
 def lock_command(bench: Bench, name: str) -> list[str]:

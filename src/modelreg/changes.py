@@ -358,6 +358,30 @@ class Collection:
         self.storage.create(layout.manifest_key(self.prefix, digest), data)  # equal bytes may exist: same name
         return digest
 
+    def discard_manifest(self, digest: str) -> None:
+        """Remove a manifest this writer stored for a change it then did not commit (it lost
+        the race to an equal version, or was refused), unless a record names it after all."""
+        try:
+            if any(s.get("manifest") == digest for s in self.state(fresh=True)["versions"].values()):
+                return
+            self.storage.delete(layout.manifest_key(self.prefix, digest))
+        except (OSError, Error):
+            pass  # a leftover: fsck lists it, gc removes it
+
+    def commit_storing(self, build, stored: list):
+        """`commit(build)` for a build that may store a manifest first (its name appended to
+        `stored`): a manifest no committed record names is removed again, so that losing a
+        race or being refused leaves nothing behind."""
+        try:
+            state, record, result = self.commit(build)
+        except BaseException:
+            if stored:
+                self.discard_manifest(stored[0])
+            raise
+        if stored and (record is None or stored[0] not in {s.get("manifest") for s in record.get("add", {}).values()}):
+            self.discard_manifest(stored[0])
+        return state, record, result
+
     def commit(self, build):
         """Commit what `build(state)` asks for as the next change record.
 

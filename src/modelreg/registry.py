@@ -295,7 +295,7 @@ class Registry:
             return Change([logged, *self._stamped(events)], new,
                           add={str(number): changes.summary_of(manifest, stored_as[0])}), (number, True)
 
-        return coll.commit(build)[2]
+        return coll.commit_storing(build, stored_as)[2]
 
     @_disk_errors("receiving a version")
     def receive(self, manifest: mf.VersionManifest, cid: CollectionId, blobs: Store,
@@ -502,7 +502,10 @@ class Registry:
 
         if target.exists():  # refuse an alias change the link could not make before marking the source
             state = target.state()
-            check_aliases(state, existing_link(state))
+            linked = existing_link(state)
+            _, events = check_aliases(state, linked)
+            if linked is not None and not events:  # already linked, nothing to change: write nothing
+                return self._log_result(target, linked, source.digest, new=False, source=shown_source)
 
         def mark(state):
             # "Linked into" is committed in the source first: an `rm` of the source racing
@@ -535,7 +538,7 @@ class Registry:
         with self._writer():
             self.collection(source.artifact).commit(mark)
             target.ensure("registered")
-            _, _, (number, new) = target.commit(build)
+            _, _, (number, new) = target.commit_storing(build, stored_as)
         return self._log_result(target, number, source.digest, new=new, source=shown_source)
 
     def links_to(self, cid: CollectionId, number: int) -> list[str]:
