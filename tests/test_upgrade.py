@@ -299,7 +299,7 @@ def test_a_010_process_that_opened_the_registry_before_the_upgrade_never_writes(
 # -- kill anywhere ------------------------------------------------------------------------
 
 SKIP_STRACE = killing.strace_problem()
-CAPS = {"write": 8, "publish": 8, "unlink": 4, "open": 3, "sync": 2}
+CAPS = {"write": 5, "publish": 5, "unlink": 2, "open": 2, "sync": 1}
 
 
 @pytest.mark.skipif(SKIP_STRACE is not None, reason=SKIP_STRACE or "")

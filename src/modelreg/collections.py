@@ -16,7 +16,7 @@ from pathlib import Path
 from . import manifest as mf
 from .errors import Conflict, Error, IntegrityError, LockTimeout, NotFound
 from .layout import ALIAS_LINE_RE, VERSION_FILE_RE
-from .locks import FileLock, _break_stale, holder_is_dead, holder_record, lock_wait_seconds, read_record
+from .locks import FileLock, break_stale, holder_is_dead, holder_record, lock_wait_seconds, read_record
 from .refs import ALIAS_RE, CollectionId
 from .util import NotRegularFile, create_file, fsync_dir, now, read_regular, replace_file, rfc3339, write_all
 
@@ -151,7 +151,7 @@ class Collection:
             if isinstance(holder, str) and (project_dir / holder / "collection.json").is_file():
                 raise Conflict(f"collection {holder!r} already exists; names may not differ only by case")
             if holder_is_dead(record):
-                _break_stale(claim, record, self.tmp)
+                break_stale(claim, record, self.tmp)
                 continue
             if time.monotonic() >= deadline:
                 raise LockTimeout(f"collection {holder!r} is being created by pid {record.get('pid', '?')} "

@@ -161,8 +161,8 @@ def _create_symlink(path: Path, record: dict) -> bool:
     return True
 
 
-def _break_stale(path: Path, seen: dict, tmp_dir: Path | None = None) -> bool:
-    """Remove `path` if it still holds the stale record `seen`; True if removed.
+def break_stale(path: Path, seen: dict, tmp_dir: Path | None = None) -> bool:
+    """Remove the lock `path` if it still holds the stale record `seen`; True if removed.
 
     A second exclusive file serialises breakers, so one breaker cannot delete a lock that
     another process took after the first breaker read the stale one.
@@ -182,12 +182,6 @@ def _break_stale(path: Path, seen: dict, tmp_dir: Path | None = None) -> bool:
         return False
     finally:
         breaker.unlink(missing_ok=True)
-
-
-def break_stale(path: Path, seen: dict, tmp_dir: Path | None = None) -> bool:
-    """Remove the lock `path` if it still holds the stale record `seen`, as a waiter would;
-    True if removed. For gc, which breaks the locks of dead holders without waiting."""
-    return _break_stale(path, seen, tmp_dir)
 
 
 def _remove_if_same(path: Path, record: dict) -> None:
@@ -233,7 +227,7 @@ class FileLock:
             record = read_record(self.path)
             if record is None:
                 continue
-            if holder_is_dead(record) and _break_stale(self.path, record, self.tmp_dir):
+            if holder_is_dead(record) and break_stale(self.path, record, self.tmp_dir):
                 if self.on_break:
                     self.on_break(record)
                 continue
@@ -291,7 +285,7 @@ class WriterRegistration:
             path.unlink(missing_ok=True)
             self.path = None
             if holder_is_dead(record):
-                _break_stale(self.gc_lock, record, self.tmp_dir)
+                break_stale(self.gc_lock, record, self.tmp_dir)
                 continue
             if time.monotonic() >= deadline:
                 raise LockTimeout(f"gc is running (pid {record.get('pid', '?')} on {record.get('host', '?')})")
