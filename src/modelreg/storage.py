@@ -24,20 +24,20 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import Error, LockTimeout
+from .util import NotRegularFile, read_regular_stat
 
 
 class KeyMissing(FileNotFoundError):
     """No object under that key."""
 
 
-class NotRegular(OSError):
-    """The key names something that is not a regular file (a directory, FIFO, device)."""
+# A key naming a directory, FIFO, socket or device: never read as data.
+NotRegular = NotRegularFile
 
 
 @dataclass(frozen=True)
@@ -80,31 +80,6 @@ class Storage:
         return None
 
 
-def read_regular(path: str | os.PathLike) -> tuple[bytes, os.stat_result]:
-    """The bytes of a regular file and its stat, never blocking on a FIFO or reading a device.
-
-    The name is checked first (a socket cannot even be opened, and opening a device may
-    have effects); O_NONBLOCK makes the open of a FIFO put there meanwhile return at once,
-    and fstat of what was opened refuses anything but a regular file.
-    """
-    if not stat.S_ISREG(os.stat(path).st_mode):
-        raise NotRegular(errno.EINVAL, "not a regular file", os.fspath(path))
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise NotRegular(errno.EINVAL, "not a regular file", os.fspath(path))
-        chunks = []
-        while True:
-            chunk = os.read(fd, max(st.st_size + 1, 1 << 16))
-            if not chunk:
-                break
-            chunks.append(chunk)
-        return b"".join(chunks), st
-    finally:
-        os.close(fd)
-
-
 def _token(st: os.stat_result) -> str:
     return f"{st.st_ino}-{st.st_size}-{st.st_mtime_ns}-{st.st_ctime_ns}"
 
@@ -131,7 +106,7 @@ class FsStorage(Storage):
 
     def read_token(self, key: str) -> tuple[bytes, str]:
         try:
-            data, st = read_regular(self.path(key))
+            data, st = read_regular_stat(self.path(key))
         except (FileNotFoundError, NotADirectoryError):
             raise KeyMissing(errno.ENOENT, "no such key", key) from None
         return data, _token(st)

@@ -131,7 +131,12 @@ def _file_type(mode: int) -> str:
 
 
 def read_regular(path: str | os.PathLike) -> bytes:
-    """The bytes of a registry file, which must be a regular file (symlinks are followed).
+    """The bytes of a registry file, which must be a regular file (symlinks are followed)."""
+    return read_regular_stat(path)[0]
+
+
+def read_regular_stat(path: str | os.PathLike) -> tuple[bytes, os.stat_result]:
+    """`read_regular`, with the stat of what was read.
 
     A FIFO would block the reader forever and a device (a symlink to /dev/zero) never
     ends, so anything else is refused with NotRegularFile before a byte is read. The
@@ -155,6 +160,6 @@ def read_regular(path: str | os.PathLike) -> bytes:
             if not chunk:
                 break
             chunks.append(chunk)
-        return b"".join(chunks)
+        return b"".join(chunks), st
     finally:
         os.close(fd)
