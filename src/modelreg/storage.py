@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import Error, LockTimeout
-from .util import NotRegularFile, read_regular_stat
+from .util import NotRegularFile, fsync_dir, read_regular_stat
 
 
 class KeyMissing(FileNotFoundError):
@@ -171,7 +171,7 @@ class FsStorage(Storage):
             except FileNotFoundError:
                 pass
         if self.fsync:
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
         return True
 
     def put(self, key: str, data: bytes) -> None:
@@ -190,7 +190,7 @@ class FsStorage(Storage):
                 pass
             raise
         if self.fsync:
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
 
     def replace(self, key: str, data: bytes, token: str | None, wait: float = 10.0) -> bool:
         final = self.path(key)
@@ -217,14 +217,6 @@ class FsStorage(Storage):
         except (FileNotFoundError, NotADirectoryError):
             return False
         return True
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class LostResponse(Error):
