@@ -444,10 +444,7 @@ def test_a_forged_manifest_with_a_recomputed_digest_is_caught_by_the_link(repoin
 # -- other bad objects: collection.json, index, aliases, history, config -----------------
 
 
-CLAIM_PARAMS = [pytest.param(b, id=k, marks=(
-    pytest.mark.xfail(strict=True, reason="Registry.collections lists names/ through FsStorage.list, which skips "
-                                          "a claim that is a directory: the collection vanishes without a warning")
-    if k == "directory" else ())) for k, b in BREAKERS.items()]
+CLAIM_PARAMS = [pytest.param(b, id=k) for k, b in BREAKERS.items()]
 
 
 @pytest.mark.parametrize("breaker", CLAIM_PARAMS)

@@ -125,7 +125,21 @@ class Registry:
                 continue
             if layout.NAME_RE.fullmatch(parts[1]) and layout.NAME_RE.fullmatch(parts[2]):
                 found.append(CollectionId(parts[1], parts[2], claim["name"]))
+        self._warn_unlisted_claims()
         return sorted(found)
+
+    def _warn_unlisted_claims(self) -> None:
+        """A listing holds regular files only: on a filesystem, say which claims it passed
+        over (a directory or FIFO where a claim should be), so no collection vanishes unsaid."""
+        base = self.storage.local_path("names")
+        if base is None:
+            return
+        for entity in _subdirectories(base):
+            for project in _subdirectories(entity):
+                for entry in _entries(project):
+                    if not entry.is_file():
+                        key = f"names/{os.path.basename(entity)}/{os.path.basename(project)}/{entry.name}"
+                        self.notify(f"warning: skipping {key}: not a regular file")
 
     def _stamped(self, events: list[dict]) -> list[dict]:
         """Policy events with the time and user every history event carries."""
@@ -1010,3 +1024,15 @@ def _populate(path: Path) -> None:
         tmp = path / "tmp" / temp_name("config")
         tmp.write_bytes(Config(config, {"format": layout.FORMAT}).dumps())
         os.replace(tmp, config)
+
+
+def _entries(path) -> list[os.DirEntry]:
+    try:
+        with os.scandir(path) as found:
+            return list(found)
+    except OSError:
+        return []
+
+
+def _subdirectories(path) -> list[str]:
+    return [e.path for e in _entries(path) if e.is_dir(follow_symlinks=False)]
