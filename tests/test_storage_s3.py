@@ -313,7 +313,10 @@ def test_a_bad_url_is_invalid_input(url):
 
 def test_ctrl_c_interrupts_a_request_that_is_still_retrying(secret_env):
     script = (
-        "import sys\n"
+        # A shell runs background jobs with SIGINT ignored, and Python keeps an inherited
+        # SIG_IGN: Ctrl-C is given back its default meaning, as a terminal's process has it.
+        "import signal, sys\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "from modelreg.storage_s3 import ObjectStorage\n"
         "s3 = ObjectStorage('s3://some-bucket/reg', endpoint=sys.argv[1], timeout=120)\n"
         "print('started', flush=True)\n"
