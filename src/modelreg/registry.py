@@ -559,7 +559,7 @@ class Registry:
         """Refs of the links (in any registered model) whose source is cid:vN."""
         return self._backlinks(cid).get(number, [])
 
-    def _backlinks(self, cid: CollectionId, pending: bool = False) -> dict[int, list[str]]:
+    def _backlinks(self, cid: CollectionId, pending: bool = False, marks: dict | None = None) -> dict[int, list[str]]:
         """version number -> refs of the live links to it, over every registered model.
 
         Format 2 follows the source's "linked into" marks to the registered models they
@@ -569,7 +569,9 @@ class Registry:
         found: dict[int, list[str]] = {}
         if self.format >= layout.FORMAT:
             try:
-                marks = self.collection(cid).marks()
+                # The caller's state when it has one: a second read of a big collection's
+                # snapshot costs as much as the first.
+                marks = self.collection(cid).marks() if marks is None else marks
             except Error:
                 return found
             for number, targets in marks.items():
@@ -655,7 +657,8 @@ class Registry:
         by_number: dict[int, list[str]] = {}
         for alias, number in aliases.items():
             by_number.setdefault(number, []).append(alias)
-        backlinks = self._backlinks(coll.id) if coll.kind == "artifact" else {}
+        marks = coll.marks() if self.format >= layout.FORMAT else None
+        backlinks = self._backlinks(coll.id, marks=marks) if coll.kind == "artifact" else {}
         source_of = self._source_lookup()
         rows = []
         for s in summaries:
@@ -862,7 +865,7 @@ class Registry:
         def build(state):
             numbers = layout.live_numbers(state) if all else [self._select(coll, parsed.selector)]
             holders = {n: policy.holders(state["aliases"], n) for n in numbers}
-            backlinks = self._backlinks(coll.id, pending=True) if coll.kind == "artifact" else {}
+            backlinks = self._backlinks(coll.id, pending=True, marks=state["marks"]) if coll.kind == "artifact" else {}
             if not force:
                 for n in numbers:
                     if holders[n]:
