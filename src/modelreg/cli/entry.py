@@ -117,6 +117,13 @@ def run(argv: list[str] | None = None) -> int:
         from ..errors import Error
         from ._typer_private import click_exceptions, is_click_stdout_wrapper, raised_in_click_echo
         from .app import app
+
+        # What the imports made lives as long as the process: leave it out of the cyclic
+        # collector's scans, which otherwise grow with every object a command allocates
+        # (measured: `ls NAME` of 10,000 versions spent ~15 ms more in collections).
+        import gc
+
+        gc.freeze()
         from .output import PipeClosed, StdoutFailed
 
         command = typer.main.get_command(app)
