@@ -123,3 +123,17 @@ def mount(*args) -> None:
 
 def umount(path: Path) -> None:
     subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def dead_pid() -> int:
+    """A pid that belongs to no process right now."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def lock_record(pid: int) -> bytes:
+    """A lock file's content naming `pid` on this host as its holder."""
+    import socket
+
+    return json.dumps({"host": socket.gethostname(), "pid": pid, "pstart": None, "time": time.time()}).encode()

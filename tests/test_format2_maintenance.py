@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import reliability_util as ru
+from reliability_util import dead_pid, lock_record
 from conftest import make_tree
 from modelreg import Registry
 from modelreg.util import now
@@ -23,17 +24,8 @@ from modelreg.util import now
 P = "collections/local/default/"
 
 
-def dead_pid() -> int:
-    import subprocess
-    import sys
-
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
 
 
-def lock_record(pid: int) -> bytes:
-    return json.dumps({"host": socket.gethostname(), "pid": pid, "pstart": None, "time": time.time()}).encode()
 
 
 @pytest.fixture

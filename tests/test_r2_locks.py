@@ -20,14 +20,9 @@ import pytest
 from conftest import make_tree
 from modelreg import Registry
 from modelreg.errors import Conflict
-from reliability_util import assert_error, env_for, mount, mount_available, run_cli, spawn_cli, umount
+from reliability_util import assert_error, dead_pid, env_for, mount, mount_available, run_cli, spawn_cli, umount
 
 
-def dead_pid() -> int:
-    """A pid that belongs to no process right now."""
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
 
 
 def holder(pid: int, **extra) -> dict:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from reliability_util import dead_pid, lock_record
 
 from conftest import make_tree
 from modelreg import Registry
@@ -17,18 +18,8 @@ from modelreg.errors import InvalidInput, LockTimeout
 from modelreg.locks import WriterRegistration
 
 
-def dead_pid() -> int:
-    """A pid that belongs to no process right now."""
-    import subprocess
-    import sys
-
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
 
 
-def lock_record(pid: int) -> bytes:
-    return json.dumps({"host": socket.gethostname(), "pid": pid, "pstart": None, "time": time.time()}).encode()
 
 
 @pytest.fixture
