@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import Error, LockTimeout
-from .util import NotRegularFile, create_file, read_regular_stat, replace_file
+from .util import NotRegularFile, fsync_dir, read_regular_stat
 
 
 class KeyMissing(FileNotFoundError):
@@ -149,21 +149,48 @@ class FsStorage(Storage):
             found = [item for item in found if item.key > start_after]
         return found
 
+    def _temp(self, data: bytes) -> str:
+        from .util import write_temp
+
+        return os.fspath(write_temp(self.root / "tmp", data, self.fsync))
+
     def create(self, key: str, data: bytes) -> bool:
         final = self.path(key)
+        tmp = self._temp(data)
         try:
-            return create_file(self.root / "tmp", final, data, self.fsync)
-        except FileNotFoundError:  # the first key under a new directory
-            final.parent.mkdir(parents=True, exist_ok=True)
-            return create_file(self.root / "tmp", final, data, self.fsync)
+            try:
+                os.link(tmp, final)
+            except FileNotFoundError:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.link(tmp, final)
+        except FileExistsError:
+            return False
+        finally:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+        if self.fsync:
+            fsync_dir(final.parent)
+        return True
 
     def put(self, key: str, data: bytes) -> None:
         final = self.path(key)
+        tmp = self._temp(data)
         try:
-            replace_file(self.root / "tmp", final, data, self.fsync)
-        except FileNotFoundError:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            replace_file(self.root / "tmp", final, data, self.fsync)
+            try:
+                os.replace(tmp, final)
+            except FileNotFoundError:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, final)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+        if self.fsync:
+            fsync_dir(final.parent)
 
     def replace(self, key: str, data: bytes, token: str | None, wait: float = 10.0) -> bool:
         final = self.path(key)
