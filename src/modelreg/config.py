@@ -85,17 +85,23 @@ def format_value(value) -> str:
 
 def _load_toml(path: Path) -> dict:
     try:
-        return tomllib.loads(read_regular(path).decode())
+        raw = read_regular(path)
     except FileNotFoundError:
         return {}
     except NotRegularFile as exc:
         raise IntegrityError(f"{path}: {exc.strerror}") from None
     except OSError as exc:
         raise Error(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    return _parse_toml(raw, path)
+
+
+def _parse_toml(raw: bytes, where) -> dict:
+    try:
+        return tomllib.loads(raw.decode())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise IntegrityError(f"{path}: not valid TOML: {exc}") from None
+        raise IntegrityError(f"{where}: not valid TOML: {exc}") from None
     except RecursionError:
-        raise IntegrityError(f"{path}: not valid TOML: nested too deeply") from None
+        raise IntegrityError(f"{where}: not valid TOML: nested too deeply") from None
 
 
 @dataclass
@@ -108,7 +114,15 @@ class Config:
 
     @classmethod
     def load(cls, path: Path) -> "Config":
-        data = _load_toml(path)
+        return cls._checked(path, _load_toml(path))
+
+    @classmethod
+    def parse(cls, raw: bytes, where: str) -> "Config":
+        """A registry's config read through its storage (a remote registry's)."""
+        return cls._checked(where, _parse_toml(raw, where))
+
+    @classmethod
+    def _checked(cls, path, data: dict) -> "Config":
         fmt = data.get("format", 1)
         if fmt not in SUPPORTED:
             raise IntegrityError(f"{path}: registry format {fmt!r} is not supported by this modelreg", hint="upgrade modelreg")
@@ -403,13 +417,12 @@ def resolve_location(text: str, user: UserConfig | None = None) -> tuple[str, st
     return os.path.abspath(path), text
 
 
-def refuse_object_store(url: str) -> None:
-    """The one decision on opening an object-store URL; this build opens directories only."""
-    try:
-        import obstore  # noqa: F401
-    except ImportError:
-        raise InvalidInput(f"{url}: object-store registries need `pip install 'modelreg[s3]'`") from None
-    raise InvalidInput(f"{url}: object-store registries are not supported by this build yet")
+def remote_location(root=None) -> str | None:
+    """The object-store URL that --root (or MODELREG_DIR) names, if it names one."""
+    explicit = root if root is not None else os.environ.get("MODELREG_DIR") or None
+    if explicit is not None and is_url(os.fspath(explicit)):
+        return location_value(os.fspath(explicit))
+    return None
 
 
 def registry_dir(path: Path) -> Path:
@@ -422,8 +435,6 @@ def find_registry(root: str | os.PathLike | None = None, start: Path | None = No
 
     The layout module decides (TAB asks it the same question), `~` expanded in both."""
     explicit = root if root is not None else os.environ.get("MODELREG_DIR") or None
-    if explicit is not None and is_url(explicit):
-        refuse_object_store(str(explicit))
     found = layout.find_registry(root, os.environ, os.fspath(start) if start is not None else None)
     if found is not None:
         return Path(found)
@@ -434,8 +445,5 @@ def find_registry(root: str | os.PathLike | None = None, start: Path | None = No
 
 def default_location(root: str | os.PathLike | None = None) -> Path:
     """Where a registry is created when none is found."""
-    explicit = root if root is not None else os.environ.get("MODELREG_DIR") or None
-    if explicit is not None and is_url(explicit):
-        refuse_object_store(str(explicit))
     explicit = layout.explicit_root(root, os.environ)
     return Path(layout.registry_dir(explicit)) if explicit is not None else Path.cwd().absolute() / REGISTRY_DIR

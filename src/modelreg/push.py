@@ -90,7 +90,7 @@ def _open_target(source, to, label: str | None):
 
     registry = type(source)  # the Registry class, without importing registry.py (which imports this)
     if isinstance(to, registry):
-        return to, label or str(to.path)
+        return to, label or to.location
     str_arg(to, "to")
     location, shown = resolve_location(to)
     return registry.open_or_init(location, notify=source.notify), label or shown
@@ -112,6 +112,8 @@ class _Pusher:
         if key in self.done:
             return self.done[key]
         inputs = [self._input(item) for item in manifest.inputs]
+        if self.source.remote is not None:  # blobs are copied from the source's local cache
+            self.source.remote.fetch(manifest.files)
         result = self.target.receive(manifest, dest, self.source.store, inputs, on_progress=self.on_progress)
         self.done[key] = result
         self._add(self.source.short(cid, number), result)

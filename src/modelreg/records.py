@@ -560,11 +560,11 @@ FSCK = Form(
 # The record is the opened `Registry`.
 INIT = Form(
     "init", "object",
-    keys=(Field("path", "the registry's absolute path", get=lambda reg: str(reg.path)),
+    keys=(Field("path", "the registry's absolute path, or its URL", get=lambda reg: reg.location),
           Field("new", "`false` when it already existed", attr="created")),
-    columns=(Field("path", "the registry's absolute path", get=lambda reg: str(reg.path)),
+    columns=(Field("path", "the registry's absolute path, or its URL", get=lambda reg: reg.location),
              Field("new", "`false` when it already existed", attr="created")),
-    quiet=lambda reg: [str(reg.path)],
+    quiet=lambda reg: [reg.location],
 )
 
 

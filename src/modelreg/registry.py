@@ -11,7 +11,7 @@ from . import changes, layout, policy, provenance
 from . import manifest as mf
 from .changes import Change
 from .collections import Collection, Summary, iter_collection_ids
-from .config import REGISTRY_DIR, Config, default_location, find_registry, is_url, refuse_object_store
+from .config import REGISTRY_DIR, Config, default_location, find_registry, is_url, remote_location
 from .errors import Conflict, Error, IntegrityError, InvalidInput, NotFound
 from .locks import FileLock, WriterRegistration
 from .records import AliasResult, CollectionInfo, Deleted, DiffResult, LogResult, PullResult, VersionInfo
@@ -41,11 +41,21 @@ def _disk_errors(what: str):
 
 
 class Registry:
-    """A `.modelreg` directory. `notify(message)` receives notes meant for stderr."""
+    """A registry at a location: a `.modelreg` directory, or an object-store URL (SPEC §7).
 
-    def __init__(self, path: Path, notify=None) -> None:
-        self.path = Path(path)
+    `notify(message)` receives notes meant for stderr. `location` names it either way;
+    `path` is its directory (None at a URL), `remote` the object-store half (None in a
+    directory), and `store` the blobs read from: its `objects/`, or the local cache.
+    """
+
+    def __init__(self, path, notify=None) -> None:
         self.notify = notify or (lambda message: None)
+        self.remote = None
+        if is_url(os.fspath(path)):
+            self._open_remote(os.fspath(path))
+            return
+        self.path = Path(path)
+        self.location = str(self.path)
         self.config = Config.load(self.path / "config.toml")
         self.entity = os.environ.get("MODELREG_ENTITY") or self.config.get("defaults.entity")
         self.project = os.environ.get("MODELREG_PROJECT") or self.config.get("defaults.project")
@@ -58,6 +68,40 @@ class Registry:
         self.store = Store(self.path, fsync=self.fsync)
         self.created = False  # True when this call made the registry
 
+    def _open_remote(self, url: str) -> None:
+        from .remote import Remote
+
+        self.remote = remote = Remote(url)
+        self.path = None
+        self.location = remote.url
+        raw, self._config_token = remote.read_config()
+        self.config = Config.parse(raw, f"{remote.url}/config.toml")
+        self.entity = os.environ.get("MODELREG_ENTITY") or self.config.get("defaults.entity")
+        self.project = os.environ.get("MODELREG_PROJECT") or self.config.get("defaults.project")
+        validate_name(self.entity, "entity")
+        validate_name(self.project, "project")
+        self.fsync = True
+        self.format = self.config.format
+        if self.format < layout.FORMAT:
+            raise IntegrityError(f"{remote.url}: a format-{self.format} registry; only format {layout.FORMAT} "
+                                 "lives at a URL", hint="upgrade it where it was made, then copy it")
+        self.gc_lock = None
+        self.storage = remote.storage
+        self.created = False
+        store = self.config.data.get("store")
+        if not isinstance(store, dict) or store.get("create_only") is not True:
+            # Made by hand (a copied directory): probed once, and the result recorded.
+            remote.check_store()
+            self._edit_config(lambda config: config.data.__setitem__("store", remote.probe_record()))
+
+    @property
+    def store(self) -> Store:
+        return self.remote.cache if self.remote is not None else self._store
+
+    @store.setter
+    def store(self, value: Store) -> None:
+        self._store = value
+
     @classmethod
     def _made(cls, target: Path, notify) -> "Registry":
         path, created = _create_registry(target)
@@ -69,27 +113,42 @@ class Registry:
 
     @classmethod
     def open(cls, root: str | os.PathLike | None = None, notify=None) -> "Registry":
-        """The registry at `root` (or MODELREG_DIR), else the nearest .modelreg upward."""
+        """The registry at `root` (or MODELREG_DIR; a path or a URL), else the nearest .modelreg upward."""
+        url = remote_location(root)
+        if url is not None:
+            return cls(url, notify)
         return cls(find_registry(root), notify)
 
     @classmethod
     def init(cls, path: str | os.PathLike = ".", notify=None) -> "Registry":
-        """Create `path/.modelreg` (or `path` itself if it is named .modelreg); idempotent."""
-        if is_url(path):
-            refuse_object_store(str(path))
+        """Create `path/.modelreg` (or `path` itself if it is named .modelreg), or a registry
+        at an object-store URL; idempotent."""
+        url = remote_location(path)
+        if url is not None:
+            return cls._made_remote(url, notify)
         target = Path(path).absolute()
         if target.name != REGISTRY_DIR:
             target = target / REGISTRY_DIR
         return cls._made(target, notify)
 
     @classmethod
+    def _made_remote(cls, url: str, notify) -> "Registry":
+        from .remote import Remote
+
+        created = Remote(url).create()
+        registry = cls(url, notify)
+        registry.created = created
+        return registry
+
+    @classmethod
     def open_or_init(cls, root=None, notify=None) -> "Registry":
         try:
             return cls.open(root, notify)
         except NotFound:
-            registry = cls._made(default_location(root), notify)
+            url = remote_location(root)
+            registry = cls._made_remote(url, notify) if url is not None else cls._made(default_location(root), notify)
             if registry.created and notify:
-                notify(f"created a new registry at {registry.path}")
+                notify(f"created a new registry at {registry.location}")
             return registry
 
     # -- refs ------------------------------------------------------------------------
@@ -263,11 +322,14 @@ class Registry:
         self._refuse_clash(coll, "artifact")
         producer = utf8_safe(provenance.producer(run))
         protected = self._protected()
-        with self._writer():
-            from .statcache import StatCache
+        with self._writer() as writer:
+            if self.remote is not None:
+                stored = self.remote.ingest(files, on_progress)
+            else:
+                from .statcache import StatCache
 
-            stored = self.store.ingest([f.source for f in files], on_file=on_progress,
-                                       stats=[f.stat for f in files], cache=StatCache(self.path))
+                stored = self.store.ingest([f.source for f in files], on_file=on_progress,
+                                           stats=[f.stat for f in files], cache=StatCache(self.path))
             entries = tuple(mf.FileEntry(f.path, digest, size, f.executable)
                             for f, (digest, size) in zip(files, stored))
             from .hashing import version_digest
@@ -278,6 +340,9 @@ class Registry:
                 artifact=cid, version=0, digest=digest, size=sum(e.size for e in entries), created=created,
                 files=entries, metadata=metadata, description=description or "", inputs=tuple(input_records),
                 producer={**producer, "time": created})
+            if self.remote is not None and not writer.fresh_blobs():
+                cache = self.remote.cache  # gc may have passed this writer over: check again
+                self.remote.upload({e.digest: (cache.blob_path(e.digest), e.size) for e in entries}, verify=False)
             number, new = self._commit_version(coll, manifest, aliases, protected, force, reason)
         if not new:
             self.notify(f"content unchanged: {self.short(cid, number)} already holds these files")
@@ -324,8 +389,10 @@ class Registry:
         self._writable()
         coll = self.collection(cid)
         self._refuse_clash(coll, "artifact")
-        with self._writer():
+        with self._writer() as writer:
             self._copy_blobs(manifest.files, blobs, on_progress)
+            if self.remote is not None and not writer.fresh_blobs():
+                self._copy_blobs(manifest.files, blobs)  # gc may have passed this writer over: check again
             coll.ensure("artifact")
             received = mf.VersionManifest(
                 artifact=cid, version=0, digest=manifest.digest, size=manifest.size, created=manifest.created,
@@ -341,8 +408,11 @@ class Registry:
         """
         from .util import fsync_dir
 
-        copied, touched = 0, set()
         sizes = {f.digest: f.size for f in files}
+        if self.remote is not None:
+            return self.remote.upload({d: (blobs.blob_path(d), size) for d, size in sizes.items()}, verify=True,
+                                      on_progress=on_progress)
+        copied, touched = 0, set()
         for digest, size in sizes.items():
             if self.store.reuse(digest):
                 if on_progress:
@@ -376,6 +446,9 @@ class Registry:
         return push(self, refs, to, as_name=as_name, label=label, on_progress=on_progress)
 
     def _writer(self):
+        """Announce this writer to gc: a writer entry here, a lease at a URL."""
+        if self.remote is not None:
+            return self.remote.lease()
         return WriterRegistration(self.path / "locks", self.gc_lock.name)
 
     def _refuse_clash(self, coll, kind: str) -> None:
@@ -748,9 +821,14 @@ class Registry:
                 continue
             if info is not None:
                 result.append(info)
-        if scope and not result and not (self.path / "collections" / scope[0] / scope[1]).is_dir():
+        if scope and not result and not self._project_exists(*scope):
             raise NotFound(f"no project {scope[0]}/{scope[1]}")
         return result
+
+    def _project_exists(self, entity: str, project: str) -> bool:
+        if self.remote is not None:
+            return bool(self.storage.list(f"names/{entity}/{project}/"))
+        return (self.path / "collections" / entity / project).is_dir()
 
     def _collection_info(self, cid: CollectionId, kind: str | None, source_of) -> CollectionInfo | None:
         """One row of `ls`, or None when it is not listed; a bad record is left out with a warning."""
@@ -911,10 +989,49 @@ class Registry:
                 if not any(fnmatch.fnmatchcase(f.path, pattern) for f in source.files):
                     raise NotFound(f"no file in {self.short(coll.id, number)} matches {pattern!r}")
             selected = [f for f in source.files if any(fnmatch.fnmatchcase(f.path, p) for p in patterns)]
-        used, written = materialize(self.store, selected, target, mode=mode, force=force, verify=verify,
-                                    notify=self.notify, on_progress=on_progress)
+        if self.remote is not None:
+            used, written = self._pull_remote(selected, target, mode, force, verify, on_progress)
+        else:
+            used, written = materialize(self.store, selected, target, mode=mode, force=force, verify=verify,
+                                        notify=self.notify, on_progress=on_progress)
         return PullResult(self.short(coll.id, number), str(target), len(selected), sum(f.size for f in selected),
                           used, written)
+
+    def _pull_remote(self, selected, target: Path, mode: str, force: bool, verify, on_progress):
+        """Download what the cache lacks (verified before it enters), then materialize from it.
+
+        A cached blob found damaged while it is copied is evicted, downloaded again and the
+        pull run once more (the files already right are kept).
+        """
+        from .materialize import materialize
+
+        if mode == "symlink":
+            raise InvalidInput(f"--mode symlink cannot be used with a remote registry ({self.location}): links "
+                               "into the local cache would dangle once it is pruned",
+                               hint="use copy, hardlink or reflink (auto)")
+        half = (lambda n: on_progress(n / 2)) if on_progress else None
+        self.remote.fetch(selected, half)
+        try:
+            return materialize(self.store, selected, target, mode=mode, force=force, verify=verify,
+                               notify=self.notify, on_progress=half)
+        except IntegrityError:
+            from .hashing import hash_file
+
+            damaged = set()
+            for entry in selected:
+                try:
+                    if hash_file(self.store.blob_path(entry.digest))[0] != entry.digest:
+                        damaged.add(entry.digest)
+                except FileNotFoundError:
+                    damaged.add(entry.digest)
+            if not damaged:
+                raise
+            for digest in damaged:
+                self.notify(f"warning: cached blob {digest[:12]} was damaged; downloading it again")
+                self.remote.evict(digest)
+            self.remote.fetch(selected)
+            return materialize(self.store, selected, target, mode=mode, force=force, verify=verify,
+                               notify=self.notify)
 
     def _pull_mode(self) -> str:
         """The user's pull.mode, else the registry's (a default the user overrides), else auto."""
@@ -927,6 +1044,10 @@ class Registry:
     def fsck(self, quick: bool = False, on_progress=None):
         """Check every blob, name claim, change record, manifest, snapshot, alias and link
         (a format-1 registry: its own files, read-only); list leftovers gc removes."""
+        if self.remote is not None:
+            from .remote_maintenance import fsck_remote
+
+            return fsck_remote(self, quick=quick, on_progress=on_progress)
         from .maintenance import fsck
 
         return fsck(self, quick=quick, on_progress=on_progress)
@@ -937,12 +1058,18 @@ class Registry:
 
         grace_seconds(self, grace)  # a bad DURATION is a usage error (2) before anything else
         self._writable()  # format 1: gc would write; only `upgrade` may
+        if self.remote is not None:
+            from .remote_maintenance import gc_remote
+
+            return gc_remote(self, dry_run=dry_run, grace=grace)
         return gc(self, dry_run=dry_run, grace=grace)
 
     def upgrade(self) -> dict:
         """Upgrade a format-1 registry (0.1.0) to format 2 in place; nothing to do on format 2."""
         from .upgrade import upgrade
 
+        if self.remote is not None:
+            return {"upgraded": False, "collections": 0, "format": self.format}
         try:
             result = upgrade(self, self.notify)
         except OSError as exc:
@@ -958,6 +1085,9 @@ class Registry:
         if not isinstance(value, (str, bool)):
             str_list(value, f"the value of {key}", one=False)  # aliases.protected takes a list
         Config(self.config.path, {}).set(key, value)  # a bad key or value is refused before any lock
+        if self.remote is not None:
+            self._edit_config(lambda config: config.set(key, value))
+            return
         with self._config_lock():
             # Read-modify-write under the lock: a parallel `config set` of another key is kept.
             self.config = Config.load(self.config.path)
@@ -966,12 +1096,30 @@ class Registry:
 
     def config_unset(self, key: str) -> bool:
         Config(self.config.path, {}).unset(key)  # an unknown key is refused before any lock
+        if self.remote is not None:
+            return self._edit_config(lambda config: config.unset(key))
         with self._config_lock():
             self.config = Config.load(self.config.path)
             removed = self.config.unset(key)
             if removed:
                 self._save_config()
         return removed
+
+    def _edit_config(self, edit):
+        """Read-modify-write of a remote registry's config.toml by replace-if-unchanged: a
+        parallel change of another key is read again and kept, never overwritten."""
+        storage, key = self.storage, "config.toml"
+        for _ in range(50):
+            raw, token = storage.read_token(key)
+            config = Config.parse(raw, f"{self.location}/{key}")
+            result = edit(config)
+            if result is False:
+                self.config = config
+                return result
+            if storage.replace(key, config.dumps(), token):
+                self.config = config
+                return True if result is None else result
+        raise Error(f"{self.location}/{key} keeps changing under this command", hint="run it again")
 
     def _config_lock(self) -> FileLock:
         return FileLock(self.path / "locks" / "config.lock", "the config", tmp_dir=self.path / "tmp")

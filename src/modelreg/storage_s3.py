@@ -38,6 +38,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -68,7 +69,8 @@ def parse_url(url: str) -> tuple[str, str]:
     """(bucket, prefix) of `s3://bucket/prefix`; InvalidInput for anything else."""
     parts = urlsplit(url)
     if parts.scheme.lower() not in SCHEMES:
-        raise InvalidInput(f"{url!r}: not an object-store URL (expected s3://BUCKET/PREFIX)")
+        raise InvalidInput(f"{url}: {parts.scheme}:// object-store registries are not supported yet; "
+                           "use s3://BUCKET/PREFIX (S3 and S3-compatible services)")
     if parts.query or parts.fragment or parts.username or parts.password or parts.port:
         raise InvalidInput(f"{url!r}: an s3:// URL names a bucket and a prefix only",
                            hint="credentials come from the environment or a profile, the endpoint "
@@ -182,8 +184,8 @@ class ObjectStorage(Storage):
     # -- errors ----------------------------------------------------------------------
 
     def _call(self, op: str, key: str, request):
-        """Run one request (a coroutine function); obstore's errors that are not answers
-        become RemoteError."""
+        """Run one request (a function calling obstore); obstore's errors that are not
+        answers become RemoteError."""
         if self._down is not None:
             until, error = self._down
             if time.monotonic() < until:
@@ -235,7 +237,9 @@ class ObjectStorage(Storage):
         elif "timed out" in text.lower() or "TimedOut" in text or "Timeout" in text:
             cause, hint = "timed out", "check the network; `remote.timeout` sets how long to retry"
             message = f"{where}: no answer{gave_up}"
-        elif "IncompleteMessage" in text or "connection closed" in text.lower() or "reset by peer" in text:
+        elif (any(m in text for m in ("IncompleteMessage", "reset by peer", "ConnectionReset", "ConnectionAborted",
+                                     "BrokenPipe", "UnexpectedEof", "connection was not ready"))
+              or "connection closed" in text.lower()):
             cause, hint = "connection closed", "check the endpoint (AWS_ENDPOINT_URL): is it an S3 service?"
             message = f"{where}: the connection was closed without an answer{gave_up}"
         elif status is not None:
@@ -261,15 +265,15 @@ class ObjectStorage(Storage):
     # -- the interface ---------------------------------------------------------------
 
     def read_token(self, key: str) -> tuple[bytes, str]:
-        async def get():
-            result = await self._ob.get_async(self._store, key)
-            return bytes(await result.bytes_async()), result.meta.get("e_tag") or ""
+        def get():
+            result = self._ob.get(self._store, key)
+            return bytes(result.bytes()), result.meta.get("e_tag") or ""
 
         return self._call("get", key, get)
 
     def stat(self, key: str) -> Listed | None:
         try:
-            meta = self._call("head", key, lambda: self._ob.head_async(self._store, key))
+            meta = self._call("head", key, lambda: self._ob.head(self._store, key))
         except KeyMissing:
             # A HEAD's 404 has no body: a missing bucket looks like a missing key.
             self._check_bucket()
@@ -292,9 +296,9 @@ class ObjectStorage(Storage):
         head, _, stem = prefix.rpartition("/")
         found: list[Listed] = []
 
-        async def run():
+        def run():
             stream = self._ob.list(self._store, prefix=head or None, offset=start_after, chunk_size=1000)
-            async for chunk in stream:
+            for chunk in stream:
                 for meta in chunk:
                     path = meta["path"]
                     if not path.startswith(prefix):
@@ -309,7 +313,7 @@ class ObjectStorage(Storage):
 
     def create(self, key: str, data: bytes) -> bool:
         try:
-            self._call("put", key, lambda: self._ob.put_async(self._store, key, data, mode="create"))
+            self._call("put", key, lambda: self._ob.put(self._store, key, data, mode="create"))
         except (self._errors.AlreadyExistsError, self._errors.PreconditionError):
             return False
         except RemoteError as exc:
@@ -322,7 +326,7 @@ class ObjectStorage(Storage):
         if token is None:
             return self.create(key, data)
         try:
-            self._call("put", key, lambda: self._ob.put_async(self._store, key, data, mode={"e_tag": token}))
+            self._call("put", key, lambda: self._ob.put(self._store, key, data, mode={"e_tag": token}))
         except (self._errors.AlreadyExistsError, self._errors.PreconditionError, KeyMissing):
             return False
         except RemoteError as exc:
@@ -332,37 +336,84 @@ class ObjectStorage(Storage):
         return True
 
     def put(self, key: str, data: bytes) -> None:
-        self._call("put", key, lambda: self._ob.put_async(self._store, key, data, mode="overwrite"))
+        self._call("put", key, lambda: self._ob.put(self._store, key, data, mode="overwrite"))
 
     def delete(self, key: str) -> bool:
         # S3 answers a DELETE alike whether or not the key existed; a HEAD tells.
         if self.stat(key) is None:
             return False
-        self._call("delete", key, lambda: self._ob.delete_async(self._store, key))
+        self._call("delete", key, lambda: self._ob.delete(self._store, key))
         return True
 
 
 def _run(request):
-    """Await `request()` from synchronous code.
+    """Call `request()`, a blocking obstore call, so that Ctrl-C still works.
 
-    Through asyncio rather than obstore's blocking calls: those hold the thread inside
-    Rust until the request ends, retries included, so Ctrl-C would wait up to the whole
-    timeout; asyncio.run cancels the request at once and raises KeyboardInterrupt. Under
-    a running event loop (a notebook), the request runs on a loop of its own in a thread.
+    obstore's blocking calls hold their thread inside Rust until the request ends,
+    retries included: on the main thread Ctrl-C would wait up to the whole timeout. So
+    the main thread hands the call to a daemon thread and waits for it, interruptibly.
+    (Not obstore's async calls under asyncio: with 0.12 they abort about one process in
+    ten at exit, in its runtime's teardown.) Worker threads call directly: the main thread
+    is already the one waiting.
     """
-    import asyncio
+    if threading.current_thread() is not threading.main_thread():
+        return request()
+    box: dict = {}
+    done = threading.Event()
 
-    async def main():
-        return await request()
+    def work() -> None:
+        try:
+            box["value"] = request()
+        except BaseException as exc:  # handed to the waiting thread
+            box["error"] = exc
+        finally:
+            done.set()
 
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(main())
-    from concurrent.futures import ThreadPoolExecutor
+    threading.Thread(target=work, name="modelreg-request", daemon=True).start()
+    done.wait()
+    if "error" in box:
+        raise box.pop("error")
+    return box["value"]
 
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, main()).result()
+
+def run_parallel(work, items: list, at_once: int) -> list:
+    """`[work(item) for item in items]`, `at_once` at a time on daemon threads; the first
+    error is raised once the running ones have ended, and no new item is started after it.
+    The calling thread waits interruptibly (Ctrl-C leaves the daemons to the exit)."""
+    if len(items) <= 1 or at_once <= 1:
+        return [work(item) for item in items]
+    results: list = [None] * len(items)
+    errors: list = []
+    lock = threading.Lock()
+    queue = iter(range(len(items)))
+    done = threading.Semaphore(0)
+    workers = min(at_once, len(items))
+
+    def worker() -> None:
+        try:
+            while True:
+                with lock:
+                    if errors:
+                        return
+                    i = next(queue, None)
+                if i is None:
+                    return
+                try:
+                    results[i] = work(items[i])
+                except BaseException as exc:
+                    with lock:
+                        errors.append(exc)
+                    return
+        finally:
+            done.release()
+
+    for _ in range(workers):
+        threading.Thread(target=worker, name="modelreg-transfer", daemon=True).start()
+    for _ in range(workers):
+        done.acquire()
+    if errors:
+        raise errors[0]
+    return results
 
 
 def probe_create_only(storage: Storage) -> bool:
