@@ -287,6 +287,7 @@ CLI_FORMS = [
     ("alias", ("alias", "ckpt:v0", "candidate")), ("alias --delete", ("alias", "--delete", "ckpt", "candidate")),
     ("pull", ("pull", "ckpt:v1", "-o", "out")), ("rm", ("rm", "fresh", "--all")), ("upgrade", ("upgrade",)),
     ("push", ("push", "ckpt:v1", "classifier:v0", "--to", "./pushed")), ("remote ls", ("remote", "ls")),
+    ("cache", ("cache",)), ("cache prune", ("cache", "prune", "--older-than", "1d")),
 ]
 
 

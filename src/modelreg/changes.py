@@ -143,11 +143,23 @@ class Collection:
         self.claim_key = layout.claim_key(cid.entity, cid.project, cid.name)
         self._claim: dict | None = None
         self._state: dict | None = None
+        self._snapshot: tuple | None = None  # read for claim(), kept for the state() that follows
 
     # -- the claim -------------------------------------------------------------------
 
     def claim(self) -> dict | None:
-        """The claim of this name (which may be spelled differently), or None."""
+        """The claim of this name (which may be spelled differently), or None.
+
+        The snapshot carries its collection's claim: a reader (which needs the snapshot
+        next anyway) reads it first and the claim only when the snapshot has none.
+        """
+        if self._claim is None and self._state is None:
+            if self._snapshot is None:
+                self._snapshot = self._read_snapshot()
+            carried = self._snapshot[3]
+            if carried is not None:
+                self._claim = carried
+                return carried
         if self._claim is None:
             try:
                 raw = self.storage.read(self.claim_key)
@@ -222,21 +234,30 @@ class Collection:
 
     # -- state -----------------------------------------------------------------------
 
-    def _read_snapshot(self) -> tuple[dict, str | None, int]:
-        """(state, token, seq of the snapshot) — an empty state when it is missing or bad."""
+    def _read_snapshot(self) -> tuple[dict, str | None, int, dict | None]:
+        """(state, token, seq of the snapshot, the claim it carries) — an empty state when
+        it is missing or bad."""
         key = layout.snapshot_key(self.prefix)
         try:
             raw, token = self.storage.read_token(key)
         except (KeyMissing, NotRegular):
-            return layout.empty_state(), None, -1
+            return layout.empty_state(), None, -1, None
         try:
             data = json.loads(raw)
             state = layout.state_from_snapshot(data)
             if data.get("format") != layout.FORMAT or not isinstance(state["seq"], int):
                 raise ValueError
         except (ValueError, TypeError, AttributeError, RecursionError, UnicodeDecodeError):
-            return layout.empty_state(), token, -2  # torn or foreign: rebuilt from the records
-        return state, token, state["seq"]
+            return layout.empty_state(), token, -2, None  # torn or foreign: rebuilt from the records
+        claim = data.get("claim")
+        try:
+            # Only a claim of this very name: a claim of `Foo` lives in Foo's snapshot.
+            claim = parse_claim(json.dumps(claim).encode(), self.claim_key) if claim is not None else None
+        except IntegrityError:
+            claim = None
+        if claim is not None and claim["name"] != self.id.name:
+            claim = None
+        return state, token, state["seq"], claim
 
     def _apply_after(self, state: dict) -> dict:
         """Fold every record after `state['seq']` into it."""
@@ -260,7 +281,8 @@ class Collection:
 
     def state(self, fresh: bool = False) -> dict:
         if self._state is None or fresh:
-            state, _, _ = self._read_snapshot()
+            snapshot, self._snapshot = self._snapshot, None
+            state = (snapshot if snapshot is not None and not fresh else self._read_snapshot())[0]
             self._state = self._apply_after(state)
         return self._state
 
@@ -430,10 +452,10 @@ class Collection:
     def _save_snapshot(self, state: dict) -> None:
         """Move the snapshot forward to `state`, never backward; a cache, so errors are ignored."""
         key = layout.snapshot_key(self.prefix)
-        data = dumps(layout.snapshot_of(state))
         try:
+            data = dumps(layout.snapshot_of(state, self.claim()))
             for _ in range(SNAPSHOT_TRIES):
-                _, token, seq = self._read_snapshot()
+                _, token, seq, _ = self._read_snapshot()
                 if seq >= state["seq"]:
                     return
                 if self.storage.replace(key, data, token):

@@ -198,12 +198,17 @@ def state_from_snapshot(data: dict) -> dict:
     return state
 
 
-def snapshot_of(state: dict) -> dict:
-    return {"format": FORMAT, "seq": state["seq"], "next": state["next"],
-            "versions": {str(k): v for k, v in sorted(state["versions"].items())},
-            "aliases": dict(sorted(state["aliases"].items())),
-            "marks": {str(k): v for k, v in sorted(state["marks"].items())},
-            "created": state["created"], "updated": state["updated"], "emptied": state["emptied"]}
+def snapshot_of(state: dict, claim: dict | None = None) -> dict:
+    """The snapshot of `state`; with the collection's `claim` (name, kind, created), so
+    that a reader that needs both makes one request, not two (`ls NAME` on S3)."""
+    doc = {"format": FORMAT, "seq": state["seq"], "next": state["next"],
+           "versions": {str(k): v for k, v in sorted(state["versions"].items())},
+           "aliases": dict(sorted(state["aliases"].items())),
+           "marks": {str(k): v for k, v in sorted(state["marks"].items())}}
+    if claim is not None:
+        doc["claim"] = {k: claim[k] for k in ("name", "kind", "created") if k in claim}
+    doc.update(created=state["created"], updated=state["updated"], emptied=state["emptied"])
+    return doc
 
 
 def live_numbers(state: dict) -> list[int]:

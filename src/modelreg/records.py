@@ -655,7 +655,24 @@ REMOTES = Form(
     quiet=lambda remotes: (name for name, _ in remotes),
 )
 
+# -- the local cache of remote registries' blobs -------------------------------------------
+
+# The record is {"path", "blobs", "bytes"}.
+_CACHE = (
+    Field("path", "the cache directory", get=lambda r: r["path"]),
+    Field("blobs", "the number of blobs in it", get=lambda r: r["blobs"]),
+    Field("bytes", "their total size in bytes", get=lambda r: r["bytes"]),
+)
+CACHE = Form("cache", "object", _CACHE, _CACHE, quiet=lambda r: [r["path"]])
+# The record is {"path", "removed", "bytes"}.
+_PRUNED = (
+    Field("path", "the cache directory", get=lambda r: r["path"]),
+    Field("removed", "the number of blobs removed", get=lambda r: r["removed"]),
+    Field("bytes", "the bytes freed", get=lambda r: r["bytes"]),
+)
+CACHE_PRUNE = Form("cache prune", "object", _PRUNED, _PRUNED)
+
 FORMS: tuple[Form, ...] = (
     INIT, LOG, LINK, ALIAS, UNALIAS, COLLECTIONS, VERSIONS, FILE, SHOW, PULL, DIFF, HISTORY, RM, GC, FSCK,
-    CONFIG_GET, CONFIG_LIST, UPGRADE, PUSH, REMOTES,
+    CONFIG_GET, CONFIG_LIST, UPGRADE, PUSH, REMOTES, CACHE, CACHE_PRUNE,
 )

@@ -420,4 +420,31 @@ def prune_cache(root: Path, older_than: float | None = None) -> tuple[int, int]:
             continue
         count += 1
         total += st.st_size
+    _sweep_temp(root / "tmp")
     return count, total
+
+
+def _sweep_temp(tmp: Path) -> None:
+    """Remove the temp files of downloads that ended without publishing (killed)."""
+    from .util import host_tag, temp_owner
+
+    try:
+        entries = list(os.scandir(tmp))
+    except OSError:
+        return
+    for entry in entries:
+        owner = temp_owner(entry.name)
+        try:
+            if owner is not None and owner[0] == host_tag():
+                try:
+                    os.kill(owner[1], 0)
+                    continue  # a download under way
+                except ProcessLookupError:
+                    pass
+                except PermissionError:
+                    continue
+            elif time.time() - entry.stat(follow_symlinks=False).st_mtime < 86400:
+                continue  # another host's, or a name that tells no owner: only when a day old
+            os.unlink(entry.path)
+        except OSError:
+            pass

@@ -363,5 +363,34 @@ TABLE = {
                 },
             ],
         },
+        {
+            'name': 'cache',
+            'help': {'zsh': "Show the local cache of remote registries''...", 'fish': "Show the local cache of remote registries'..."},
+            'hidden': False,
+            'interspersed': False,
+            'ignore_unknown': False,
+            'params': [
+                {'param': 'option', 'name': 'json_mode', 'opts': ['--json'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Print exactly one JSON document on stdout.', 'fish': 'Print exactly one JSON document on stdout.'}, 'complete': None},
+                {'param': 'option', 'name': 'plain', 'opts': ['--plain'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Print tab-separated rows\\\\: no header, no colour, no truncation.', 'fish': 'Print tab-separated rows: no header, no colour, no truncation.'}, 'complete': None},
+                {'param': 'option', 'name': 'quiet', 'opts': ['-q', '--quiet'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Print only the essential ids on stdout, and nothing but errors on stderr.', 'fish': 'Print only the essential ids on stdout, and nothing but errors on stderr.'}, 'complete': None},
+                {'param': 'option', 'name': 'help', 'opts': ['-h', '--help'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Show this message and exit.', 'fish': 'Show this message and exit.'}, 'complete': None},
+            ],
+            'commands': [
+                {
+                    'name': 'prune',
+                    'help': {'zsh': 'Empty the local cache, or remove the blobs...', 'fish': 'Empty the local cache, or remove the blobs...'},
+                    'hidden': False,
+                    'interspersed': True,
+                    'ignore_unknown': False,
+                    'params': [
+                        {'param': 'option', 'name': 'older_than', 'opts': ['--older-than'], 'secondary': [], 'action': 'store', 'nargs': 1, 'const': None, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Remove only blobs no pull has used for this long, e.g. 30d .', 'fish': 'Remove only blobs no pull has used for this long, e.g. 30d .'}, 'complete': None},
+                        {'param': 'option', 'name': 'json_mode', 'opts': ['--json'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Print exactly one JSON document on stdout.', 'fish': 'Print exactly one JSON document on stdout.'}, 'complete': None},
+                        {'param': 'option', 'name': 'plain', 'opts': ['--plain'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Print tab-separated rows\\\\: no header, no colour, no truncation.', 'fish': 'Print tab-separated rows: no header, no colour, no truncation.'}, 'complete': None},
+                        {'param': 'option', 'name': 'quiet', 'opts': ['-q', '--quiet'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Print only the essential ids on stdout, and nothing but errors on stderr.', 'fish': 'Print only the essential ids on stdout, and nothing but errors on stderr.'}, 'complete': None},
+                        {'param': 'option', 'name': 'help', 'opts': ['-h', '--help'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Show this message and exit.', 'fish': 'Show this message and exit.'}, 'complete': None},
+                    ],
+                },
+            ],
+        },
     ],
 }

@@ -51,6 +51,17 @@ remote_app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(remote_app)
+cache_app = typer.Typer(
+    name="cache",
+    help="Show the local cache of remote registries' blobs: where it is, how many blobs, how many bytes.\n\n"
+    "A pull from a remote registry keeps each blob it downloads (verified against its digest) in this cache, "
+    "so that a second pull downloads nothing. It is $XDG_CACHE_HOME/modelreg unless `cache.dir` is set "
+    "(`modelreg config set --user cache.dir DIR`), belongs to no registry, and can be emptied at any time.\n\n"
+    "\b\nExamples:\n  $ modelreg cache\n  $ modelreg cache prune --older-than 30d",
+    invoke_without_command=True,
+    rich_markup_mode=None,
+)
+app.add_typer(cache_app)
 
 
 @dataclass
@@ -809,6 +820,50 @@ def remote_rm(name: RemoteArg) -> None:
     from ..config import remove_remote
 
     remove_remote(name)
+
+
+# -- cache -----------------------------------------------------------------------------
+
+
+@cache_app.callback()
+def cache_show(ctx: typer.Context, json_mode: JsonOpt = False, plain: PlainOpt = False,
+               quiet: QuietOpt = False) -> None:
+    if ctx.invoked_subcommand is not None:
+        return
+    from ..remote import cache_root, cache_size
+
+    out = Output(json_mode, plain, quiet)
+    root = cache_root()
+    blobs, size = cache_size(root)
+    data = {"path": str(root), "blobs": blobs, "bytes": size}
+    out.report(forms.CACHE, data, human=lambda d: out.write(
+        f"{d['path']}: {d['blobs']} blob{'s' if d['blobs'] != 1 else ''}, {human_size(d['bytes'])}"))
+
+
+@cache_app.command("prune")
+def cache_prune(
+    older_than: Annotated[Optional[str], typer.Option("--older-than", metavar="DURATION", help="Remove only blobs no pull has used for this long, e.g. 30d [default: remove all].")] = None,
+    json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False,
+) -> None:
+    """Empty the local cache, or remove the blobs no pull has used for DURATION.
+
+    Nothing stored in any registry is touched: a later pull downloads again what it needs.
+
+    \b
+    Examples:
+      $ modelreg cache prune
+      $ modelreg cache prune --older-than 2w
+    """
+    from ..config import parse_duration
+    from ..remote import cache_root, prune_cache
+
+    out = Output(json_mode, plain, quiet)
+    seconds = None if older_than is None else parse_duration(older_than)
+    root = cache_root()
+    removed, size = prune_cache(root, seconds)
+    data = {"path": str(root), "removed": removed, "bytes": size}
+    out.report(forms.CACHE_PRUNE, data, human=lambda d: out.note(
+        f"removed {d['removed']} blob{'s' if d['removed'] != 1 else ''} ({human_size(d['bytes'])}) from {d['path']}"))
 
 
 # -- push ------------------------------------------------------------------------------
