@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from modelreg import Registry, fastcopy, store
+from modelreg import Registry, fastcopy, store, util
 from modelreg.hashing import hash_bytes
 
 
@@ -85,7 +85,7 @@ def test_many_small_files_are_batched_and_stored_exactly(reg, tmp_path):
 
 
 def test_publishing_falls_back_to_link_where_rename_noreplace_is_missing(reg, tmp_path, monkeypatch):
-    monkeypatch.setattr(store, "_noreplace_works", False)
+    monkeypatch.setattr(util, "_noreplace_works", False)
     files = {"a": b"a" * 10, "b": payload(store.SMALL_FILE + 3)}
     for path, data in files.items():
         (tmp_path / "src").mkdir(exist_ok=True)

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from .errors import Error, LockTimeout
-from .util import temp_name, write_all
+from .util import link_noreplace, temp_name, write_all
 
 STALE_REMOTE_SECONDS = 600
 # 0.1.0 filled a lock within microseconds of creating it: an empty one this old is a leftover.
@@ -140,7 +140,7 @@ def _create_exclusive(path: Path, record: dict, tmp_dir: Path | None = None) -> 
             write_all(fd, json.dumps(record).encode())
         finally:
             os.close(fd)
-        os.link(tmp, path)
+        link_noreplace(tmp, path)
         return True
     except FileExistsError:
         return False

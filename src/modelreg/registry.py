@@ -1169,12 +1169,40 @@ def _create_registry(target: Path) -> tuple[Path, bool]:
 def _populate(path: Path) -> None:
     for sub in ("objects", "tmp", "locks/writers", "collections"):
         (path / sub).mkdir(parents=True, exist_ok=True)
+    _check_create_only(path)
     config = path / "config.toml"
     if not config.exists():
         # A unique name: two first `log`s may fill one hand-made .modelreg at once.
         tmp = path / "tmp" / temp_name("config")
         tmp.write_bytes(Config(config, {"format": layout.FORMAT}).dumps())
         os.replace(tmp, config)
+
+
+def _check_create_only(path: Path) -> None:
+    """Refuse a directory whose filesystem offers no create-only publish (SPEC §7).
+
+    Every change record and lock is published by link(2), or by renameat2
+    (RENAME_NOREPLACE) where link(2) is not offered (some SMB and FUSE mounts): without
+    either, two writers could both take one number.
+    """
+    from .util import link_noreplace
+
+    tmp = path / "tmp" / temp_name("probe")
+    tmp.write_bytes(b"probe\n")
+    other = tmp.with_name(tmp.name + "-2")
+    try:
+        link_noreplace(tmp, other)
+    except OSError as exc:
+        from .util import NO_HARD_LINKS
+
+        if exc.errno not in NO_HARD_LINKS:
+            raise
+        raise Error(f"{path}: this filesystem offers neither link(2) nor renameat2(RENAME_NOREPLACE); "
+                    "writers could overwrite each other's changes, so it cannot hold a registry",
+                    hint="use a local disk, an NFS or SMB mount that offers hard links, or an s3:// URL") from None
+    finally:
+        for leftover in (tmp, other):
+            leftover.unlink(missing_ok=True)
 
 
 def _entries(path) -> list[os.DirEntry]:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import Error, LockTimeout
-from .util import NotRegularFile, fsync_dir, read_regular_stat
+from .util import NotRegularFile, fsync_dir, link_noreplace, read_regular_stat
 
 
 class KeyMissing(FileNotFoundError):
@@ -159,10 +159,10 @@ class FsStorage(Storage):
         tmp = self._temp(data)
         try:
             try:
-                os.link(tmp, final)
+                link_noreplace(tmp, final)
             except FileNotFoundError:
                 final.parent.mkdir(parents=True, exist_ok=True)
-                os.link(tmp, final)
+                link_noreplace(tmp, final)
         except FileExistsError:
             return False
         finally:

@@ -15,8 +15,6 @@ last stored.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import fcntl
 import itertools
@@ -27,7 +25,7 @@ from pathlib import Path
 
 from . import hashing
 from .errors import Error, InvalidInput
-from .util import current_umask, fsync_dir, temp_name, write_all
+from .util import current_umask, fsync_dir, libc, rename_noreplace, temp_name, write_all
 
 FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
 SMALL_FILE = hashing.MMAP_THRESHOLD
@@ -91,48 +89,11 @@ def copy_fd(src_fd: int, dst_fd: int, on_progress=None) -> int:
 
 
 
-_libc = None
-
-
-def _c():
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-    return _libc
-
-
 def sync_filesystem(fd: int) -> None:
     """syncfs(2) on the filesystem holding fd; falls back to sync(2)."""
-    syncfs = getattr(_c(), "syncfs", None)
+    syncfs = getattr(libc(), "syncfs", None)
     if syncfs is None or syncfs(fd) != 0:
         os.sync()
-
-
-_AT_FDCWD = -100
-_RENAME_NOREPLACE = 1
-_noreplace_works: bool | None = None
-
-
-def rename_noreplace(src: str, dst: str) -> bool:
-    """rename(2) that never replaces (EEXIST instead); False where the system cannot.
-
-    One system call where link(2) + unlink(2) take two: it counts with thousands of files.
-    """
-    global _noreplace_works
-    if _noreplace_works is False:
-        return False
-    renameat2 = getattr(_c(), "renameat2", None)
-    if renameat2 is None:
-        _noreplace_works = False
-        return False
-    if renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
-        _noreplace_works = True
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP) and not _noreplace_works:
-        _noreplace_works = False  # e.g. NFS, or a kernel before 3.15
-        return False
-    raise OSError(err, os.strerror(err), dst)
 
 
 def io_error(exc: OSError, what: str) -> Error:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from datetime import datetime, timezone
@@ -66,6 +67,62 @@ def temp_owner(name: str) -> tuple[str, int] | None:
     return None
 
 
+_libc = None
+
+
+def libc():
+    global _libc
+    if _libc is None:
+        import ctypes
+        import ctypes.util
+
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+    return _libc
+
+
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+_noreplace_works: bool | None = None
+
+
+def rename_noreplace(src: str, dst: str) -> bool:
+    """rename(2) that never replaces (EEXIST instead); False where the system cannot.
+
+    One system call where link(2) + unlink(2) take two: it counts with thousands of files.
+    """
+    global _noreplace_works
+    if _noreplace_works is False:
+        return False
+    renameat2 = getattr(libc(), "renameat2", None)
+    if renameat2 is None:
+        _noreplace_works = False
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+        _noreplace_works = True
+        return True
+    import ctypes
+
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP) and not _noreplace_works:
+        _noreplace_works = False  # e.g. NFS, or a kernel before 3.15
+        return False
+    raise OSError(err, os.strerror(err), dst)
+
+
+# link(2) fails so where a filesystem offers no hard links (some SMB and FUSE mounts).
+NO_HARD_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK)
+
+
+def link_noreplace(src, dst) -> None:
+    """Publish `src` at `dst` unless something is there (FileExistsError): link(2), or
+    renameat2(RENAME_NOREPLACE) on a filesystem without hard links (then `src` is gone)."""
+    try:
+        os.link(src, dst)
+    except OSError as exc:
+        if exc.errno not in NO_HARD_LINKS or not rename_noreplace(os.fspath(src), os.fspath(dst)):
+            raise
+
+
 def write_temp(tmp_dir: Path, data: bytes, fsync: bool, prefix: str = "rec") -> Path:
     """A fully written (and, with fsync, durable) temp file, ready to be linked or renamed."""
     path = tmp_dir / temp_name(prefix)
@@ -106,7 +163,7 @@ def create_file(tmp_dir: Path, final: Path, data: bytes, fsync: bool) -> bool:
     """Publish `data` at `final` only if nothing is there yet (link(2)); False on EEXIST."""
     tmp = write_temp(tmp_dir, data, fsync)
     try:
-        os.link(tmp, final)
+        link_noreplace(tmp, final)
     except FileExistsError:
         return False
     finally:
