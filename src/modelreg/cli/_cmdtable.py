@@ -10,7 +10,7 @@ TABLE = {
     'interspersed': False,
     'ignore_unknown': False,
     'params': [
-        {'param': 'option', 'name': 'root', 'opts': ['--root'], 'secondary': [], 'action': 'store', 'nargs': 1, 'const': None, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Registry to use\\\\: the .modelreg directory or the directory holding it .', 'fish': 'Registry to use: the .modelreg directory or the directory holding it .'}, 'complete': {'kind': 'path'}},
+        {'param': 'option', 'name': 'root', 'opts': ['--root'], 'secondary': [], 'action': 'store', 'nargs': 1, 'const': None, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Registry to use\\\\: the .modelreg directory or the directory holding it, or an s3\\\\://BUCKET/PREFIX URL .', 'fish': 'Registry to use: the .modelreg directory or the directory holding it, or an s3://BUCKET/PREFIX URL .'}, 'complete': {'kind': 'path'}},
         {'param': 'option', 'name': 'remote', 'opts': ['-r', '--remote'], 'secondary': [], 'action': 'store', 'nargs': 1, 'const': None, 'multiple': False, 'hidden': False, 'help': {'zsh': "Use the registry at this remote''s location (see \\`modelreg remote\\`); not with --root.", 'fish': "Use the registry at this remote's location (see `modelreg remote`); not with --root."}, 'complete': {'kind': 'remote'}},
         {'param': 'option', 'name': 'version', 'opts': ['--version'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Print the version and exit.', 'fish': 'Print the version and exit.'}, 'complete': None},
         {'param': 'option', 'name': 'install_completion', 'opts': ['--install-completion'], 'secondary': [], 'action': 'store_const', 'nargs': 1, 'const': True, 'multiple': False, 'hidden': False, 'help': {'zsh': 'Install completion for the current shell.', 'fish': 'Install completion for the current shell.'}, 'complete': None},
@@ -20,7 +20,7 @@ TABLE = {
     'commands': [
         {
             'name': 'init',
-            'help': {'zsh': 'Create a registry in DIR/.modelreg;...', 'fish': 'Create a registry in DIR/.modelreg;...'},
+            'help': {'zsh': 'Create a registry in DIR/.modelreg, or at...', 'fish': 'Create a registry in DIR/.modelreg, or at...'},
             'hidden': False,
             'interspersed': True,
             'ignore_unknown': False,

@@ -95,7 +95,7 @@ def main_callback(
     ctx: typer.Context,
     root: Annotated[Optional[str], typer.Option(
         "--root", metavar="PATH", autocompletion=callbacks.path,
-        help="Registry to use: the .modelreg directory or the directory holding it "
+        help="Registry to use: the .modelreg directory or the directory holding it, or an s3://BUCKET/PREFIX URL "
         "[default: $MODELREG_DIR, else the nearest .modelreg upward].")] = None,
     remote: Annotated[Optional[str], typer.Option(
         "-r", "--remote", metavar="NAME", autocompletion=callbacks.remote,
@@ -143,15 +143,16 @@ def _aliases_text(aliases) -> str:
 def init(
     ctx: typer.Context,
     # A str, not a Path: a Path folds the // of an object-store URL, which must be refused as one.
-    directory: Annotated[str, typer.Argument(metavar="DIR", autocompletion=callbacks.path, help="Where to create .modelreg [default: the current directory].")] = ".",
+    directory: Annotated[str, typer.Argument(metavar="DIR", autocompletion=callbacks.path, help="Where to create .modelreg, or an s3://BUCKET/PREFIX URL to create the registry at [default: the current directory].")] = ".",
     json_mode: JsonOpt = False, plain: PlainOpt = False, quiet: QuietOpt = False,
 ) -> None:
-    """Create a registry in DIR/.modelreg; running it again changes nothing.
+    """Create a registry in DIR/.modelreg, or at a URL; running it again changes nothing.
 
     \b
     Examples:
       $ modelreg init
       $ modelreg init /shared/models
+      $ modelreg init s3://ml-models/registry
     """
     out = Output(json_mode, plain, quiet)
     root = state(ctx).location()
