@@ -524,8 +524,11 @@ def _history_table(out: Output, events) -> None:
     def v(n):
         return "" if n is None else f"v{n}"
 
+    def who(e):  # on a shared registry, where a change came from matters as much as who made it
+        return f"{e.get('user')}@{e['host']}" if e.get("host") else e.get("user")
+
     out.table(["time", "event", "user", "version", "alias", "from → to", "source", "reason"],
-              [[human_time(e.get("time")), e.get("event"), e.get("user"), v(e.get("version")), e.get("alias", ""),
+              [[human_time(e.get("time")), e.get("event"), who(e), v(e.get("version")), e.get("alias", ""),
                 f"{v(e.get('from'))} → {v(e.get('to'))}" if "from" in e or "to" in e else "",
                 e.get("source", ""), e.get("reason", "")] for e in events], empty="no events",
               styles=[None, None, None, "ref", "alias", None, "ref", None])
