@@ -247,9 +247,8 @@ class _RemoteScan(_Scan2):
 
 def _holder_of(storage, key: str) -> str:
     try:
-        record = json.loads(storage.read(key))
-        return f"pid {record.get('pid', '?')} on {record.get('host', '?')}"
-    except (Error, OSError, ValueError, AttributeError, RecursionError):
+        return _holder_text(storage.read(key))
+    except (Error, OSError):
         return "an unknown process"
 
 
@@ -383,9 +382,11 @@ class _Marker:
 def _holder_text(raw: bytes) -> str:
     try:
         record = json.loads(raw)
-        return f"pid {record.get('pid', '?')} on {record.get('host', '?')}"
-    except (ValueError, AttributeError, RecursionError):
+    except (ValueError, RecursionError):
+        record = None
+    if not isinstance(record, dict) or "pid" not in record or "host" not in record:
         return "an unknown process"
+    return f"pid {str(record['pid'])[:20]} on {str(record['host'])[:64]}"
 
 
 class _RemoteCollector(_Collector):
