@@ -1069,6 +1069,8 @@ def _age(seconds: float) -> str:
 
 def store_bytes(registry) -> int:
     """The bytes held in objects/ (for a progress bar), from directory entries only."""
+    if getattr(registry, "remote", None) is not None:  # a URL: one listing
+        return sum(item.size for item in registry.storage.list("objects/"))
     total = 0
     for top in _scandir(registry.path / "objects"):
         for entry in _scandir(Path(top.path)):

@@ -343,6 +343,10 @@ class Registry:
             if self.remote is not None and not writer.fresh_blobs():
                 cache = self.remote.cache  # gc may have passed this writer over: check again
                 self.remote.upload({e.digest: (cache.blob_path(e.digest), e.size) for e in entries}, verify=False)
+            if self.remote is not None and os.environ.get("MODELREG_TEST_PAUSE_BEFORE_COMMIT"):
+                import signal  # tests: a writer stalled between its blob checks and its commit
+
+                os.kill(os.getpid(), signal.SIGSTOP)
             number, new = self._commit_version(coll, manifest, aliases, protected, force, reason)
         if not new:
             self.notify(f"content unchanged: {self.short(cid, number)} already holds these files")

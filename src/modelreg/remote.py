@@ -328,6 +328,10 @@ class Lease:
         self._thread: threading.Thread | None = None
         self._lapsed = False
         self._last = 0.0
+        # Held while the lease is written or withdrawn: the renewing thread must not bring
+        # back a lease withdrawn for gc, or gc would wait for a writer that waits for it.
+        self._mutex = threading.Lock()
+        self._held = False
 
     def _write(self) -> None:
         from .provenance import user
@@ -337,26 +341,37 @@ class Lease:
                                                "time": now()}).encode())
 
     def __enter__(self) -> "Lease":
-        self._write()
-        started = self.storage.stat(self.key)
-        self._last = time.monotonic()
-        self.wait_for_gc(started.mtime if started else None)
+        self._hold()
         self._thread = threading.Thread(target=self._renew, name="modelreg-lease", daemon=True)
         self._thread.start()
         return self
 
-    def wait_for_gc(self, since: float | None) -> None:
-        """Wait (as locally) while a gc marker younger than LEASE_SECONDS is there."""
+    def _hold(self) -> None:
+        """Write the lease, then look for a gc marker; while a live gc's is there, withdraw
+        the lease and wait (as locally: gc waits for registered writers, so a writer
+        waiting for gc must not stay registered). The lease is written before the look, so
+        a gc that makes its marker after the look finds the lease and waits for this writer.
+        """
+        from .errors import LockTimeout
         from .locks import lock_wait_seconds
 
         deadline = time.monotonic() + max(lock_wait_seconds(), 60.0)
         while True:
+            with self._mutex:
+                self._write()
+                self._held = True
+                self._last = time.monotonic()
+            started = self.storage.stat(self.key)
             marker = self.storage.stat(GC_MARKER)
-            if marker is None or (since is not None and since - marker.mtime > LEASE_SECONDS):
+            if marker is None or (started is not None and started.mtime - marker.mtime > LEASE_SECONDS):
                 return
+            with self._mutex:
+                self._held = False
+                try:
+                    self.storage.delete(self.key)
+                except (Error, OSError):
+                    pass  # it lapses
             if time.monotonic() >= deadline:
-                from .errors import LockTimeout
-
                 raise LockTimeout(f"gc is running on {self.storage.url}",
                                   hint="run the command again when it has finished")
             time.sleep(0.5)
@@ -364,9 +379,12 @@ class Lease:
     def _renew(self) -> None:
         while not self._stop.wait(RENEW_SECONDS):
             try:
-                self._write()
-                late = time.monotonic() - self._last > LEASE_SECONDS / 2
-                self._last = time.monotonic()
+                with self._mutex:
+                    if not self._held:
+                        continue
+                    self._write()
+                    late = time.monotonic() - self._last > LEASE_SECONDS / 2
+                    self._last = time.monotonic()
                 if late:
                     self._lapsed = True
             except (Error, OSError):
@@ -377,12 +395,18 @@ class Lease:
 
         gc waits for a lease renewed within LEASE_SECONDS of its marker. One not renewed
         for half that (the process was paused, the network was gone) may have been passed
-        over: its writer checks its blobs again.
+        over by a gc that may still be deleting: its writer takes the lease again as at
+        the start (waiting for that gc to end), then checks its blobs again.
         """
         late = time.monotonic() - self._last > LEASE_SECONDS / 2
-        self._write()
-        self._last = time.monotonic()
-        return not (late or self._lapsed)
+        if late or self._lapsed:
+            self._hold()
+            self._lapsed = False
+            return False
+        with self._mutex:
+            self._write()
+            self._last = time.monotonic()
+        return True
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
