@@ -389,6 +389,14 @@ class Registry:
         self._writable()
         coll = self.collection(cid)
         self._refuse_clash(coll, "artifact")
+        if self.remote is not None and coll.exists():
+            # Already there with every blob: write nothing, not even a lease (a re-push
+            # sends no PUT). A missing blob takes the writing path, which uploads it again.
+            there = next((s.version for s in coll.live() if s.digest == manifest.digest), None)
+            if there is not None and not self.remote.missing({f.digest for f in manifest.files}):
+                if on_progress:
+                    on_progress(sum(f.size for f in manifest.files))
+                return self._log_result(coll, there, manifest.digest, new=False)
         with self._writer() as writer:
             self._copy_blobs(manifest.files, blobs, on_progress)
             if self.remote is not None and not writer.fresh_blobs():
