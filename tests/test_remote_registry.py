@@ -385,7 +385,8 @@ def test_parallel_pulls_sharing_one_cache_download_each_blob_once(machines, s3_e
 class CuttableProxy:
     """A TCP forwarder in front of the S3 endpoint: the endpoint as a client sees it. `cut()`
     drops every connection and stops listening (an endpoint that died), `cut_after(n)` does
-    so once `n` request bytes went through, and `restart()` listens again on the same port."""
+    so once `n` request bytes went up (`down=True`: response bytes came down), and
+    `restart()` listens again on the same port."""
 
     def __init__(self, upstream: str) -> None:
         host, port = upstream.removeprefix("http://").split(":")
@@ -393,6 +394,7 @@ class CuttableProxy:
         self.port = 0
         self.sent = 0
         self.limit: int | None = None
+        self.down = False
         self.cut_done = threading.Event()
         self._lock = threading.Lock()
         self._conns: list[socket.socket] = []
@@ -414,14 +416,18 @@ class CuttableProxy:
         self.cut_done.clear()
         threading.Thread(target=self._accept, args=(server,), daemon=True).start()
 
-    def cut_after(self, n: int) -> None:
-        self.sent, self.limit = 0, n
+    def cut_after(self, n: int, down: bool = False) -> None:
+        self.sent, self.limit, self.down = 0, n, down
 
     def cut(self) -> None:
         with self._lock:
             server, self._server = self._server, None
             conns, self._conns = self._conns, []
         if server is not None:
+            try:
+                server.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread; the port is free again
+            except OSError:
+                pass
             server.close()
         for conn in conns:
             try:
@@ -448,17 +454,17 @@ class CuttableProxy:
                     upstream.close()
                     return
                 self._conns += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
 
-    def _pump(self, src, dst, counted: bool) -> None:
+    def _pump(self, src, dst, down: bool) -> None:
         try:
             while True:
                 data = src.recv(1 << 16)
                 if not data:
                     break
                 dst.sendall(data)
-                if counted and self.limit is not None:
+                if self.limit is not None and down == self.down:
                     with self._lock:
                         self.sent += len(data)
                         over = self.sent >= self.limit
@@ -505,6 +511,28 @@ def test_an_endpoint_that_dies_mid_push_leaves_nothing_torn(machines, s3_endpoin
     b = machines("bob")
     b.ok("--root", url, "pull", "ckpt:v1", "-o", "v1")
     assert tree_of(b.work / "v1") == tree_of(a.work / "ckpt2")
+
+
+def test_an_endpoint_that_dies_mid_pull_leaves_no_file_and_no_cached_blob(machines, s3_endpoint, s3_bucket):
+    url = f"s3://{s3_bucket}/reg"
+    files = {"big.bin": os.urandom(3 * BIG), "small.txt": b"small\n"}
+    digests = _logged(machines("writer"), url, files)
+    proxy = CuttableProxy(s3_endpoint.url)
+    b = machines("bob", endpoint_env=False)
+    b.ok("remote", "add", "team", url, "--endpoint", proxy.url)
+    b.ok("config", "set", "--user", "remote.timeout", "2s")
+    versions = json.loads(b.ok("-r", "team", "ls", "net", "--json").stdout)
+    assert [v["version"] for v in versions] == [0]
+    proxy.cut_after(BIG * 3 // 2, down=True)  # while the big blob streams down
+    result = refused(b.run("-r", "team", "pull", "net", "-o", "out", timeout=120), 1)
+    assert proxy.cut_done.is_set()
+    assert proxy.url in result.stderr
+    assert not (b.work / "out").exists() or not [p for p in (b.work / "out").rglob("*") if p.is_file()]
+    assert not b.cached_blob(digests["big.bin"]).exists()
+    assert not [p for p in (b.cache / "modelreg" / "tmp").iterdir()]  # no partial download left behind
+    proxy.restart()
+    b.ok("-r", "team", "pull", "net", "-o", "out")
+    assert tree_of(b.work / "out") == files
 
 
 def _closed_port() -> int:
