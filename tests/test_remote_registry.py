@@ -328,7 +328,8 @@ def test_symlink_mode_on_a_remote_is_refused_and_writes_nothing(machines, s3_buc
     assert not (b.work / "out").exists()
 
 
-def test_a_damaged_cached_blob_is_downloaded_again(machines, s3_endpoint, s3_bucket):
+@pytest.mark.parametrize("mode", ["auto", "copy", "hardlink"])
+def test_a_damaged_cached_blob_is_downloaded_again(machines, s3_endpoint, s3_bucket, mode):
     url = f"s3://{s3_bucket}/reg"
     files = {"w.bin": os.urandom(100_000), "cfg": b"config\n"}
     digests = _logged(machines("writer"), url, files)
@@ -340,7 +341,7 @@ def test_a_damaged_cached_blob_is_downloaded_again(machines, s3_endpoint, s3_buc
     data[5000] ^= 0xFF  # same size: only its hash tells
     cached.write_bytes(bytes(data))
     before = len(blob_gets(s3_endpoint, s3_bucket))
-    result = b.ok("--root", url, "pull", "net", "-o", "second")
+    result = b.ok("--root", url, "pull", "net", "-o", "second", "--mode", mode)
     assert "damaged" in result.stderr
     assert tree_of(b.work / "second") == files
     assert len(blob_gets(s3_endpoint, s3_bucket)) - before == 1  # that blob only
