@@ -1017,6 +1017,10 @@ class Registry:
             raise InvalidInput(f"--mode symlink cannot be used with a remote registry ({self.location}): links "
                                "into the local cache would dangle once it is pruned",
                                hint="use copy, hardlink or reflink (auto)")
+        if mode == "hardlink" and verify is None:
+            # The cache is not the registry: nothing else (no fsck) checks it, and a link
+            # would hand the user a damaged blob as is. Checked, it is downloaded again.
+            verify = True
         half = (lambda n: on_progress(n / 2)) if on_progress else None
         self.remote.fetch(selected, half)
         try:
