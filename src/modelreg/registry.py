@@ -393,6 +393,14 @@ class Registry:
         self._writable()
         coll = self.collection(cid)
         self._refuse_clash(coll, "artifact")
+        if self.remote is not None and coll.exists():
+            # Already there with every blob: write nothing, not even a lease (a re-push
+            # sends no PUT). A missing blob takes the writing path, which uploads it again.
+            there = next((s.version for s in coll.live() if s.digest == manifest.digest), None)
+            if there is not None and not self.remote.missing({f.digest for f in manifest.files}):
+                if on_progress:
+                    on_progress(sum(f.size for f in manifest.files))
+                return self._log_result(coll, there, manifest.digest, new=False)
         with self._writer() as writer:
             self._copy_blobs(manifest.files, blobs, on_progress)
             if self.remote is not None and not writer.fresh_blobs():
@@ -1013,6 +1021,10 @@ class Registry:
             raise InvalidInput(f"--mode symlink cannot be used with a remote registry ({self.location}): links "
                                "into the local cache would dangle once it is pruned",
                                hint="use copy, hardlink or reflink (auto)")
+        if mode == "hardlink" and verify is None:
+            # The cache is not the registry: nothing else (no fsck) checks it, and a link
+            # would hand the user a damaged blob as is. Checked, it is downloaded again.
+            verify = True
         half = (lambda n: on_progress(n / 2)) if on_progress else None
         self.remote.fetch(selected, half)
         try:

@@ -183,6 +183,12 @@ class Remote:
 
         return sum(_parallel(one, list(blobs.items())))
 
+    def missing(self, digests) -> list[str]:
+        """The blobs of `digests` the bucket lacks (one HEAD each, several at once)."""
+        digests = sorted(digests)
+        found = _parallel(lambda d: self.storage.stat(layout.blob_key(d)) is not None, digests)
+        return [d for d, there in zip(digests, found) if not there]
+
     def _put_file(self, key: str, path: Path, size: int, on_progress=None) -> None:
         storage = self.storage
         ob = storage._ob
