@@ -150,10 +150,12 @@ class Collection:
     def claim(self) -> dict | None:
         """The claim of this name (which may be spelled differently), or None.
 
-        The snapshot carries its collection's claim: a reader (which needs the snapshot
-        next anyway) reads it first and the claim only when the snapshot has none.
+        The snapshot carries its collection's claim: on an object store, where each read
+        is a request, a reader (which needs the snapshot next anyway) reads it first and
+        the claim only when the snapshot has none. On a disk the claim itself is read, so
+        a damaged claim file is reported by every command that reads the collection.
         """
-        if self._claim is None and self._state is None:
+        if self._claim is None and self._state is None and self.storage.local_path() is None:
             if self._snapshot is None:
                 self._snapshot = self._read_snapshot()
             carried = self._snapshot[3]
