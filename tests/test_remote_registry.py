@@ -396,6 +396,7 @@ class CuttableProxy:
         self.sent = 0
         self.limit: int | None = None
         self.down = False
+        self.rate: float | None = None  # bytes per second coming down, when throttled
         self.cut_done = threading.Event()
         self._lock = threading.Lock()
         self._conns: list[socket.socket] = []
@@ -465,6 +466,8 @@ class CuttableProxy:
                 if not data:
                     break
                 dst.sendall(data)
+                if down and self.rate:
+                    time.sleep(len(data) / self.rate)
                 if self.limit is not None and down == self.down:
                     with self._lock:
                         self.sent += len(data)
@@ -533,6 +536,21 @@ def test_an_endpoint_that_dies_mid_pull_leaves_no_file_and_no_cached_blob(machin
     assert not [p for p in (b.cache / "modelreg" / "tmp").iterdir()]  # no partial download left behind
     proxy.restart()
     b.ok("-r", "team", "pull", "net", "-o", "out")
+    assert tree_of(b.work / "out") == files
+
+
+def test_a_transfer_longer_than_the_timeout_is_not_cut_off(machines, s3_endpoint, s3_bucket):
+    """remote.timeout bounds waiting for an answer, not moving a big blob: a download
+    that takes several times the timeout on a slow link completes."""
+    url = f"s3://{s3_bucket}/reg"
+    files = {"big.bin": os.urandom(3 * BIG)}
+    _logged(machines("writer"), url, files)
+    proxy = CuttableProxy(s3_endpoint.url)
+    proxy.rate = 3 * BIG / 4  # about 4 s down
+    b = machines("bob", endpoint_env=False)
+    b.ok("remote", "add", "team", url, "--endpoint", proxy.url)
+    b.ok("config", "set", "--user", "remote.timeout", "1s")
+    b.ok("-r", "team", "pull", "net", "-o", "out", timeout=120)
     assert tree_of(b.work / "out") == files
 
 
