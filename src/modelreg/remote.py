@@ -211,7 +211,10 @@ class Remote:
             if on_progress:
                 on_progress(len(data))
             return
-        storage._call("put", key, lambda: ob.put(storage._store, key, chunks(), use_multipart=True,
+        # Parts are small, but completing the upload of a large object can take the
+        # server a while: the request limits of this blob's size.
+        store = storage.transfer_store(size)
+        storage._call("put", key, lambda: ob.put(store, key, chunks(), use_multipart=True,
                                                  chunk_size=PART, max_concurrency=PART_CONCURRENCY))
 
     # -- blobs down --------------------------------------------------------------------
@@ -275,8 +278,10 @@ class Remote:
         hasher = new_hasher()
         got = [0]
 
+        store = storage.transfer_store(size)
+
         def get():
-            result = ob.get(storage._store, key)
+            result = ob.get(store, key)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
             try:
                 for chunk in result.stream(min_chunk_size=PART):

@@ -168,7 +168,7 @@ class _RemoteScan(_Scan2):
 
         def get():
             hasher, size = new_hasher(), 0
-            for chunk in ob.get(storage._store, entry.key).stream(min_chunk_size=PART):
+            for chunk in ob.get(storage.transfer_store(entry.size), entry.key).stream(min_chunk_size=PART):
                 hasher.update(memoryview(chunk))
                 size += len(chunk)
                 self.on_progress(len(chunk))

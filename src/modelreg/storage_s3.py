@@ -155,7 +155,8 @@ class ObjectStorage(Storage):
         step = min(self.timeout, 5.0)
         client = {"allow_http": self.endpoint.startswith("http://"),
                   "connect_timeout": timedelta(seconds=step),
-                  # small records only so far; the whole request, not just the connect
+                  # the whole request, not just the connect: records are small; blobs
+                  # go through transfer_store(), whose limit grows with their size
                   "timeout": timedelta(seconds=max(self.timeout, 1.0))}
         retry = {"max_retries": 1000,  # bounded by time, not by count
                  "retry_timeout": timedelta(seconds=self.timeout),
@@ -167,6 +168,8 @@ class ObjectStorage(Storage):
             config["endpoint"] = config["aws_endpoint_url_s3"] = endpoint
         if region:
             config["region"] = region
+        self._settings = (client, retry, config)
+        self._transfer_stores: dict[int, object] = {}
         try:
             self._store = obstore.store.S3Store(
                 self.bucket, prefix=self.prefix or None, client_options=client, retry_config=retry,
@@ -180,6 +183,26 @@ class ObjectStorage(Storage):
                                     "AssumeRoleWithWebIdentity")
         self._down: tuple[float, RemoteError] | None = None
         self._bucket_seen = False
+
+    def transfer_store(self, size: int):
+        """The obstore client for moving a blob of `size` bytes in one request.
+
+        object_store's `timeout` bounds a whole request, body included: with the records'
+        limit a 2 GiB download would fail whenever it is slower than 70 MB/s. A blob's
+        request may take `remote.timeout` plus one second per MiB (a link that slow is
+        taken as stalled); limits are rounded up to a power of two, so few clients are made.
+        """
+        from datetime import timedelta
+
+        needed = self.timeout + size / (1 << 20)
+        limit = 1 << max(0, int(needed - 1).bit_length())
+        if limit not in self._transfer_stores:
+            client, retry, config = self._settings
+            client = {**client, "timeout": timedelta(seconds=limit)}
+            self._transfer_stores[limit] = self._ob.store.S3Store(
+                self.bucket, prefix=self.prefix or None, client_options=client, retry_config=retry,
+                credential_provider=_credential_provider(os.environ), **config)
+        return self._transfer_stores[limit]
 
     # -- errors ----------------------------------------------------------------------
 
