@@ -168,6 +168,12 @@ class ObjectStorage(Storage):
             config["endpoint"] = config["aws_endpoint_url_s3"] = endpoint
         if region:
             config["region"] = region
+        # Every PUT and upload part carries its SHA-256, which the service checks before it
+        # stores anything: a blob goes up under the name of its content unconditionally, so
+        # bytes damaged on the way (an http:// endpoint has no TLS to catch it) must be
+        # refused there, not found later by fsck. (Also what lets moto complete a
+        # multipart upload without checksumming the whole object again.)
+        config["checksum_algorithm"] = "sha256"
         self._settings = (client, retry, config)
         self._transfer_stores: dict[int, object] = {}
         try:
