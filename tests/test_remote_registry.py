@@ -397,6 +397,7 @@ class CuttableProxy:
         self.limit: int | None = None
         self.down = False
         self.rate: float | None = None  # bytes per second coming down, when throttled
+        self.strip: bytes | None = None  # a request header dropped on the way up
         self.cut_done = threading.Event()
         self._lock = threading.Lock()
         self._conns: list[socket.socket] = []
@@ -465,6 +466,8 @@ class CuttableProxy:
                 data = src.recv(1 << 16)
                 if not data:
                     break
+                if self.strip and not down:  # a store that ignores this header
+                    data = re.sub(rb"(?im)^" + re.escape(self.strip) + rb":[^\r\n]*\r\n", b"", data)
                 dst.sendall(data)
                 if down and self.rate:
                     time.sleep(len(data) / self.rate)
@@ -537,6 +540,44 @@ def test_an_endpoint_that_dies_mid_pull_leaves_no_file_and_no_cached_blob(machin
     proxy.restart()
     b.ok("-r", "team", "pull", "net", "-o", "out")
     assert tree_of(b.work / "out") == files
+
+
+def test_a_store_that_accepts_a_second_create_only_write_is_refused(machines, s3_endpoint, s3_bucket):
+    """SPEC §7: the creation probe; a store that ignores If-None-Match is never used."""
+    import boto3
+
+    proxy = CuttableProxy(s3_endpoint.url)
+    proxy.strip = b"if-none-match"
+    a = machines("alice", endpoint_env=False)
+    a.ok("remote", "add", "lax", f"s3://{s3_bucket}/lax", "--endpoint", proxy.url)
+    checkpoint(a, "ckpt", {"w.bin": b"weights"})
+    for args in (("-r", "lax", "init"), ("-r", "lax", "log", "ckpt"), ("init", f"s3://{s3_bucket}/lax")):
+        result = refused(a.run(*args), 1)
+        assert "second create-only write" in result.stderr and proxy.url in result.stderr
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint.url)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket, Prefix="lax/").get("Contents", [])]
+    assert keys == []  # no registry made, the probe's key removed
+
+
+def test_the_probe_is_recorded_and_a_registry_copied_there_by_hand_is_probed_once(machines, s3_endpoint,
+                                                                                 s3_bucket):
+    import boto3
+
+    a = machines("alice")
+    a.ok("init", f"s3://{s3_bucket}/made")
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint.url)
+    made = s3.get_object(Bucket=s3_bucket, Key="made/config.toml")["Body"].read().decode()
+    assert "[store]" in made and "create_only = true" in made
+    # a registry copied into the bucket with a tool that knows nothing of the probe
+    s3.put_object(Bucket=s3_bucket, Key="copied/config.toml", Body=b"format = 2\n")
+    a.ok("--root", f"s3://{s3_bucket}/copied", "ls")
+    copied = s3.get_object(Bucket=s3_bucket, Key="copied/config.toml")["Body"].read().decode()
+    assert "create_only = true" in copied and "format = 2" in copied
+    proxy = CuttableProxy(s3_endpoint.url)
+    proxy.strip = b"if-none-match"  # recorded: later commands do not probe again
+    b = machines("bob", endpoint_env=False)
+    b.ok("remote", "add", "made", f"s3://{s3_bucket}/made", "--endpoint", proxy.url)
+    b.ok("-r", "made", "ls")
 
 
 def test_a_transfer_longer_than_the_timeout_is_not_cut_off(machines, s3_endpoint, s3_bucket):
