@@ -33,7 +33,7 @@ def _inside(path: str, root: str) -> bool:
 
 class Materializer:
     def __init__(self, store: Store, target: Path, mode: str, force: bool, verify: bool | None, notify,
-                 on_progress=None) -> None:
+                 on_progress=None, trusted=frozenset()) -> None:
         if mode not in PULL_MODES:
             raise InvalidInput(f"invalid mode {mode!r}", hint="use one of " + ", ".join(PULL_MODES))
         self.store = store
@@ -49,6 +49,7 @@ class Materializer:
         # Copies are verified unless --no-verify; links only with an explicit --verify.
         self.verify_copy = verify is not False
         self.verify_links = verify is True
+        self.trusted = trusted  # digests verified by this command already (a remote pull's downloads)
         self.notify = notify
         self.umask = current_umask()
         self.reflinked = 0
@@ -218,7 +219,7 @@ class Materializer:
             if mode in ("hardlink", "symlink") and entry.executable:
                 self.copied_executables += 1
                 mode = "copy"
-            if mode in ("hardlink", "symlink") and self.verify_links:
+            if mode in ("hardlink", "symlink") and self.verify_links and entry.digest not in self.trusted:
                 self._check_blob(entry)
             if mode == "hardlink":
                 try:
@@ -256,6 +257,7 @@ class Materializer:
                                  hint="run `modelreg fsck`")
 
     def _copy(self, entry: FileEntry, blob: Path, tmp: Path, clone: bool, must_clone: bool, advance=None) -> None:
+        verify = self.verify_copy and entry.digest not in self.trusted
         try:
             src = os.open(blob, os.O_RDONLY)
         except FileNotFoundError:
@@ -270,12 +272,12 @@ class Materializer:
                 elif must_clone:
                     raise Error(f"cannot reflink {entry.path}: this filesystem cannot clone files",
                                 hint="use --mode copy or --mode auto")
-                elif self.verify_copy and entry.size >= hashing.MMAP_THRESHOLD:
+                elif verify and entry.size >= hashing.MMAP_THRESHOLD:
                     digest = _copy_while_hashing(src, dst, entry, advance)
                 else:
                     copy_fd(src, dst, advance)
                 size = os.fstat(dst).st_size
-                if self.verify_copy:
+                if verify:
                     if digest is None and size == entry.size:
                         digest = hashing.hash_fd(dst, size)
                     if size != entry.size or digest != entry.digest:
@@ -321,10 +323,13 @@ def _copy_while_hashing(src: int, dst: int, entry: FileEntry, advance=None) -> s
 
 
 def materialize(store: Store, files: list[FileEntry], target: Path, *, mode: str = "auto", force: bool = False,
-                verify: bool | None = None, notify=None, on_progress=None) -> tuple[str, int]:
-    """Write `files` into `target`; returns (the mode used, the number of files written)."""
+                verify: bool | None = None, notify=None, on_progress=None, trusted=frozenset()) -> tuple[str, int]:
+    """Write `files` into `target`; returns (the mode used, the number of files written).
+
+    `trusted`: digests whose blobs this command has just verified; their copies are not
+    hashed again (a size check stays)."""
     notify = notify or (lambda message: None)
-    job = Materializer(store, Path(target), mode, force, verify, notify, on_progress)
+    job = Materializer(store, Path(target), mode, force, verify, notify, on_progress, trusted)
     todo = job.plan(files)
     # Nothing was changed before this point: a refused pull (conflict, unsafe target)
     # leaves DIR exactly as it was, executable bits included.

@@ -1026,10 +1026,11 @@ class Registry:
             # would hand the user a damaged blob as is. Checked, it is downloaded again.
             verify = True
         half = (lambda n: on_progress(n / 2)) if on_progress else None
-        self.remote.fetch(selected, half)
+        fresh = self.remote.fetch(selected, half)
         try:
+            # A blob hashed as it was downloaded, moments ago, is copied without hashing it again.
             return materialize(self.store, selected, target, mode=mode, force=force, verify=verify,
-                               notify=self.notify, on_progress=half)
+                               notify=self.notify, on_progress=half, trusted=fresh)
         except IntegrityError:
             from .hashing import hash_file
 

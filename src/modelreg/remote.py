@@ -219,9 +219,10 @@ class Remote:
 
     # -- blobs down --------------------------------------------------------------------
 
-    def fetch(self, entries, on_progress=None) -> int:
-        """Make each blob of `entries` (FileEntry) present in the cache, verified; how many
-        were downloaded. A cached blob of the wrong size is evicted and downloaded again."""
+    def fetch(self, entries, on_progress=None) -> set[str]:
+        """Make each blob of `entries` (FileEntry) present in the cache, verified; the
+        digests downloaded (and so hashed) now. A cached blob of the wrong size is evicted
+        and downloaded again."""
         cache = self.cache
         wanted: dict[str, int] = {}
         for entry in entries:
@@ -245,7 +246,8 @@ class Remote:
                 self._download(digest, size, on_progress)
                 return 1
 
-        return sum(_parallel(one, sorted(wanted.items())))
+        items = sorted(wanted.items())
+        return {digest for (digest, _), got in zip(items, _parallel(one, items)) if got}
 
     def _cached(self, digest: str, size: int) -> bool:
         path = self.cache.blob_path(digest)
