@@ -607,9 +607,11 @@ def test_a_fault_is_one_clean_line_within_the_timeout(machines, s3_endpoint, s3_
     a = machines("alice")
     good = f"s3://{s3_bucket}/reg"
     checkpoint(a, "ckpt", {"w.bin": b"weights"})
-    a.ok("log", "ckpt")  # a local registry for push
-    a.ok("--root", good, "log", "ckpt")  # a remote version for pull
-    a.ok("config", "set", "--user", "remote.timeout", "2s")
+    if command == "push":
+        a.ok("log", "ckpt")  # a local registry to push from
+    if command == "pull":
+        a.ok("--root", good, "log", "ckpt")  # a remote version to pull
+    a.ok("config", "set", "--user", "remote.timeout", "1s")
     url, env = good, {"AWS_SECRET_ACCESS_KEY": SECRET}
     if fault == "missing bucket":
         url = "s3://modelreg-no-such-bucket/reg"
