@@ -12,8 +12,7 @@ endpoint; FIELD-NOTES), makes a bucket with boto3 and measures, in one run:
              `--size` file (default 2 GiB, incompressible), from a local registry to an
              empty registry at a fresh prefix  vs  boto3 `upload_file` of the same file
              (default TransferConfig) to another key                       target <= 1.2
-             and, as `push-alike`, the same modelreg runs against `upload_file` with
-             request_checksum_calculation="when_required": the requests modelreg sends
+             (both send a checksum with each part: SHA-256 for modelreg, CRC32 for boto3)
   pull-cold  `modelreg --root s3://… pull big:v0` with an empty cache (a fresh
              XDG_CACHE_HOME)  vs  boto3 `get_object` streamed to a file in 8 MiB
              chunks (`download_file`'s ranged GETs are 20x slower on moto)  target <= 1.2
@@ -70,16 +69,6 @@ BOTO_UPLOAD = r"""
 import sys, boto3
 path, bucket, key = sys.argv[1:4]
 boto3.client("s3").upload_file(path, bucket, key)
-"""
-
-# The same requests as modelreg's: no per-part checksum. moto (5.2) then builds a
-# full-object checksum at CompleteMultipartUpload, copying the whole object twice more in
-# Python; boto3's default (CRC32 per part) spares it that. AWS computes it natively.
-BOTO_UPLOAD_NO_CHECKSUM = r"""
-import sys, boto3
-from botocore.config import Config
-path, bucket, key = sys.argv[1:4]
-boto3.client("s3", config=Config(request_checksum_calculation="when_required")).upload_file(path, bucket, key)
 """
 
 BOTO_GET = r"""
@@ -328,19 +317,7 @@ class Run:
 
         row = self.compare(Row("push", f"push of a {human(self.size)} version", "boto3 upload_file", target=1.2),
                            ours, boto)
-        # modelreg's times again, against boto3 sending what modelreg sends (see above)
-        alike = Row("push-alike", f"push of a {human(self.size)} version",
-                    "boto3 upload_file, no part checksums", a=row.a, target=1.2)
-        for rep in range(self.reps):
-            alike.b.append(self.timed([self.python, "-c", BOTO_UPLOAD_NO_CHECKSUM, self.big, BUCKET, "boto/big.bin"],
-                                      lambda: self.delete_prefix("boto/")))
-            if self.verbose:
-                print(f"  push-alike reference rep {rep}: {alike.b[-1]:.3f}s", file=sys.stderr)
-        alike.met = alike.ratio <= alike.target
-        alike.note = ("the same modelreg runs as `push`; the reference sends no x-amz-checksum-algorithm, as "
-                      "modelreg does not: moto then spends seconds on a full-object checksum at completion")
-        self.delete_prefix("boto/")
-        return [row, alike]
+        return [row]
 
     def shared(self) -> str:
         """The registry the pulls read: `big:v0` pushed once to s3://BUCKET/reg."""
