@@ -48,46 +48,43 @@ class Registry:
     directory), and `store` the blobs read from: its `objects/`, or the local cache.
     """
 
-    def __init__(self, path, notify=None) -> None:
+    def __init__(self, path, notify=None, *, remote=None) -> None:
         self.notify = notify or (lambda message: None)
         self.remote = None
-        if is_url(os.fspath(path)):
-            self._open_remote(os.fspath(path))
+        self.created = False  # True when this call made the registry
+        if remote is not None or is_url(os.fspath(path)):
+            self._open_remote(os.fspath(path), remote)
             return
         self.path = Path(path)
         self.location = str(self.path)
-        self.config = Config.load(self.path / "config.toml")
-        self.entity = os.environ.get("MODELREG_ENTITY") or self.config.get("defaults.entity")
-        self.project = os.environ.get("MODELREG_PROJECT") or self.config.get("defaults.project")
-        validate_name(self.entity, "entity")
-        validate_name(self.project, "project")
+        self._configure(Config.load(self.path / "config.toml"))
         self.fsync = bool(self.config.get("core.fsync"))
-        self.format = self.config.format
         self.gc_lock = self.path / (layout.GC_LOCK if self.format >= layout.FORMAT else layout.GC_LOCK_FORMAT1)
         self.storage = FsStorage(self.path, fsync=self.fsync)
         self.store = Store(self.path, fsync=self.fsync)
-        self.created = False  # True when this call made the registry
 
-    def _open_remote(self, url: str) -> None:
-        from .remote import Remote
-
-        self.remote = remote = Remote(url)
-        self.path = None
-        self.location = remote.url
-        raw, self._config_token = remote.read_config()
-        self.config = Config.parse(raw, f"{remote.url}/config.toml")
-        self.entity = os.environ.get("MODELREG_ENTITY") or self.config.get("defaults.entity")
-        self.project = os.environ.get("MODELREG_PROJECT") or self.config.get("defaults.project")
+    def _configure(self, config: Config) -> None:
+        """What the registry's config.toml decides, wherever it lives."""
+        self.config = config
+        self.entity = os.environ.get("MODELREG_ENTITY") or config.get("defaults.entity")
+        self.project = os.environ.get("MODELREG_PROJECT") or config.get("defaults.project")
         validate_name(self.entity, "entity")
         validate_name(self.project, "project")
-        self.fsync = True
-        self.format = self.config.format
+        self.format = config.format
+
+    def _open_remote(self, url: str, remote=None) -> None:
+        from .remote import Remote
+
+        self.remote = remote = remote or Remote(url)
+        self.path = None
+        self.location = remote.url
+        self._configure(Config.parse(remote.read_config()[0], f"{remote.url}/config.toml"))
+        self.fsync = True  # a PUT is durable when it is answered
         if self.format < layout.FORMAT:
             raise IntegrityError(f"{remote.url}: a format-{self.format} registry; only format {layout.FORMAT} "
                                  "lives at a URL", hint="upgrade it where it was made, then copy it")
         self.gc_lock = None
         self.storage = remote.storage
-        self.created = False
         store = self.config.data.get("store")
         if not isinstance(store, dict) or store.get("create_only") is not True:
             # Made by hand (a copied directory): probed once, and the result recorded.
@@ -135,8 +132,9 @@ class Registry:
     def _made_remote(cls, url: str, notify) -> "Registry":
         from .remote import Remote
 
-        created = Remote(url).create()
-        registry = cls(url, notify)
+        remote = Remote(url)
+        created = remote.create()
+        registry = cls(url, notify, remote=remote)
         registry.created = created
         return registry
 
