@@ -315,6 +315,31 @@ def test_a_second_pull_downloads_nothing_and_can_hardlink_from_the_cache(machine
         assert (b.work / "second" / path).stat().st_ino != b.cached_blob(digest).stat().st_ino
 
 
+def test_a_blob_the_local_registry_holds_is_not_downloaded(machines, s3_endpoint, s3_bucket):
+    """SPEC §7: Alice pushes, links on the team registry, and pulls the link back: her own
+    registry already holds every blob. A damaged local copy is not served: downloaded."""
+    url = f"s3://{s3_bucket}/reg"
+    a = machines("alice")
+    files = {"w.bin": os.urandom(300_000), "cfg.json": b"{}"}
+    checkpoint(a, "ckpt", files)
+    a.ok("log", "ckpt")
+    a.ok("push", "ckpt", "--to", url)
+    a.ok("--root", url, "link", "ckpt:v0", "classifier", "-a", "staging")
+    before = len(blob_gets(s3_endpoint, s3_bucket))
+    a.ok("--root", url, "pull", "classifier:staging", "-o", "model")
+    assert blob_gets(s3_endpoint, s3_bucket)[before:] == []
+    assert tree_of(a.work / "model") == files
+    # Her local blob damaged (and the cache emptied): the pull downloads the good one.
+    a.ok("cache", "prune")
+    blob = a.work / ".modelreg" / layout.blob_key(file_digests(a, url, "ckpt:v0")["w.bin"])
+    blob.chmod(0o644)
+    blob.write_bytes(b"x" * 300_000)
+    before = len(blob_gets(s3_endpoint, s3_bucket))
+    a.ok("--root", url, "pull", "classifier:staging", "-o", "again")
+    assert tree_of(a.work / "again") == files
+    assert len(blob_gets(s3_endpoint, s3_bucket)[before:]) == 1
+
+
 def test_symlink_mode_on_a_remote_is_refused_and_writes_nothing(machines, s3_bucket):
     url = f"s3://{s3_bucket}/reg"
     _logged(machines("writer"), url, {"w.bin": b"weights"})

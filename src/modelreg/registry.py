@@ -1044,7 +1044,7 @@ class Registry:
             for digest in damaged:
                 self.notify(f"warning: cached blob {digest[:12]} was damaged; downloading it again")
                 self.remote.evict(digest)
-            self.remote.fetch(selected)
+            self.remote.fetch(selected, local=False)
             return materialize(self.store, selected, target, mode=mode, force=force, verify=verify,
                                notify=self.notify)
 

@@ -94,6 +94,7 @@ class Remote:
         self.url = self.storage.url
         self._user = user
         self._cache: Store | None = None
+        self._local: Store | bool | None = None
 
     @property
     def cache(self) -> Store:
@@ -219,10 +220,11 @@ class Remote:
 
     # -- blobs down --------------------------------------------------------------------
 
-    def fetch(self, entries, on_progress=None) -> set[str]:
+    def fetch(self, entries, on_progress=None, local: bool = True) -> set[str]:
         """Make each blob of `entries` (FileEntry) present in the cache, verified; the
         digests downloaded (and so hashed) now. A cached blob of the wrong size is evicted
-        and downloaded again."""
+        and downloaded again. `local=False`: download even what the local registry holds
+        (its copy was found damaged)."""
         cache = self.cache
         wanted: dict[str, int] = {}
         for entry in entries:
@@ -239,7 +241,7 @@ class Remote:
             # One download per blob, however many pulls want it at once.
             with FileLock(cache.root / "locks" / f"{digest}.lock", f"the cached blob {digest[:12]}",
                           timeout=max(self.storage.timeout, 1.0) * 20, tmp_dir=cache.tmp):
-                if self._cached(digest, size):
+                if self._cached(digest, size) or (local and self._from_local(digest, size)):
                     if on_progress:
                         on_progress(size)
                     return 0
@@ -262,6 +264,54 @@ class Remote:
             os.utime(path)  # `cache prune --older-than` keeps what is used
         except OSError:
             pass
+        return True
+
+    def _local_store(self) -> Store | None:
+        """This machine's own registry (MODELREG_DIR when it names a directory, else the
+        nearest .modelreg upward), whose blobs need no download."""
+        if self._local is None:
+            environ = dict(os.environ)
+            if "://" in environ.get("MODELREG_DIR", ""):
+                del environ["MODELREG_DIR"]  # it names this remote registry, not a local one
+            try:
+                found = layout.find_registry(None, environ)
+            except OSError:
+                found = None
+            self._local = Store(Path(found)) if found else False
+        return self._local or None
+
+    def _from_local(self, digest: str, size: int) -> bool:
+        """Put the local registry's copy of a blob into the cache, if it has one (SPEC §7: a
+        blob the local registry holds is not downloaded again). Linked where one
+        filesystem holds both, else copied and hashed; either way the pull that uses it
+        hashes it as it copies (it is not among the blobs this command verified)."""
+        local = self._local_store()
+        if local is None:
+            return False
+        source = local.blob_path(digest)
+        try:
+            if os.stat(source).st_size != size:
+                return False
+        except OSError:
+            return False
+        final = self.cache.blob_path(digest)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.link(source, final)
+            return True
+        except FileExistsError:
+            return True
+        except OSError:
+            pass
+        try:
+            item = self.cache.stage(source, sync_now=False)
+        except Error:
+            return False
+        if item.digest != digest:
+            if item.tmp is not None:
+                Path(item.tmp).unlink(missing_ok=True)
+            return False  # damaged there: downloaded instead
+        self.cache.publish(item)
         return True
 
     def evict(self, digest: str) -> None:
