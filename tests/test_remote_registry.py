@@ -340,6 +340,28 @@ def test_a_blob_the_local_registry_holds_is_not_downloaded(machines, s3_endpoint
     assert len(blob_gets(s3_endpoint, s3_bucket)[before:]) == 1
 
 
+def test_a_damaged_cached_blob_never_goes_up(machines, s3_endpoint, s3_bucket):
+    """`log` to a bucket uploads from the cache: a cached blob damaged since it was stored
+    (the stat cache still says its file is unchanged) is stored again from the file."""
+    import boto3
+
+    a = machines("alice")
+    files = {"w.bin": os.urandom(300_000), "cfg.json": b"{}"}
+    checkpoint(a, "ckpt", files)
+    a.ok("--root", f"s3://{s3_bucket}/first", "log", "ckpt")
+    digest = file_digests(a, f"s3://{s3_bucket}/first", "ckpt:v0")["w.bin"]
+    cached = a.cached_blob(digest)
+    cached.chmod(0o644)
+    cached.write_bytes(b"x" * 300_000)
+    a.ok("--root", f"s3://{s3_bucket}/second", "log", "ckpt")
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint.url)
+    body = s3.get_object(Bucket=s3_bucket, Key=f"second/{layout.blob_key(digest)}")["Body"].read()
+    assert body == files["w.bin"]
+    b = machines("bob")
+    b.ok("--root", f"s3://{s3_bucket}/second", "pull", "ckpt", "-o", "model")
+    assert tree_of(b.work / "model") == files
+
+
 def test_symlink_mode_on_a_remote_is_refused_and_writes_nothing(machines, s3_bucket):
     url = f"s3://{s3_bucket}/reg"
     _logged(machines("writer"), url, {"w.bin": b"weights"})

@@ -340,7 +340,7 @@ class Registry:
                 producer={**producer, "time": created})
             if self.remote is not None and not writer.fresh_blobs():
                 cache = self.remote.cache  # gc may have passed this writer over: check again
-                self.remote.upload({e.digest: (cache.blob_path(e.digest), e.size) for e in entries}, verify=False)
+                self.remote.upload({e.digest: (cache.blob_path(e.digest), e.size) for e in entries}, verify=True)
             if self.remote is not None and os.environ.get("MODELREG_TEST_PAUSE_BEFORE_COMMIT"):
                 import signal  # tests: a writer stalled between its blob checks and its commit
 

@@ -151,15 +151,25 @@ class Remote:
         stored = cache.ingest([f.source for f in files], on_file=quiet, stats=[f.stat for f in files],
                               cache=StatCache(cache.root))
         sizes = dict(stored)
-        self.upload({d: (cache.blob_path(d), sizes[d]) for d in sizes}, verify=False, on_progress=quiet)
+        # Verified before it goes up: a blob the cache held already (it is not fsynced, and
+        # anyone may damage it) must never reach the bucket under a name it does not have.
+        try:
+            self.upload({d: (cache.blob_path(d), sizes[d]) for d in sizes}, verify=True, on_progress=quiet)
+        except IntegrityError:
+            for digest, size in sizes.items():
+                if cache.verify(digest, size) is not None:
+                    self.evict(digest)  # stored again from the user's file, below
+            stored = cache.ingest([f.source for f in files], stats=[f.stat for f in files])
+            if dict(stored) != sizes:
+                raise Error("the files changed while they were logged; log them again") from None
+            self.upload({d: (cache.blob_path(d), sizes[d]) for d in sizes}, verify=True)
         return stored
 
     def upload(self, blobs: dict[str, tuple[Path, int]], verify: bool, on_progress=None) -> int:
         """Upload each blob (digest -> (local file, size)) the bucket lacks; how many went up.
 
-        `verify`: hash the local file first (a source registry's blob may be damaged; the
-        cache's were hashed as they were stored). Never uploads under a name the bytes do
-        not have.
+        `verify`: hash the local file first, so that a damaged one (in a source registry,
+        in the cache) is never uploaded under a name its bytes do not have.
         """
         def one(item) -> int:
             digest, (path, size) = item
