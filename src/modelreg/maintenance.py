@@ -317,9 +317,7 @@ class _Scanner:
             self.problem("blob", digest, f"writable (mode {stat.S_IMODE(st.st_mode):o}); "
                          f"blobs must be read-only (444){used}")
         if self.verify != "full":
-            wrong = [u for u in users if u[2] != st.st_size]
-            if wrong:
-                self.problem("blob", digest, f"size {st.st_size}, expected {wrong[0][2]}{used}")
+            self.judge_blob(digest, users, used, st.st_size)
         else:
             try:
                 actual, size = hashing.hash_file(path)
@@ -327,18 +325,29 @@ class _Scanner:
                 self.problem("blob", digest, f"cannot be read: {exc.strerror}{used}")
                 return
             self.on_progress(size)
-            if actual != digest:
-                what = f"size {size}, expected {users[0][2]}" if users and users[0][2] != size else \
-                    "content does not match its digest"
-                self.problem("blob", digest, f"{what}{used}")
+            if not self.judge_blob(digest, users, used, size, actual):
                 return
-            wrong = [u for u in users if u[2] != size]
-            for ref, rel, recorded in wrong:
-                self.problem("manifest", ref, f"records size {recorded} for {rel}, but its blob {digest[:12]} "
-                             f"holds {size} bytes")
         if not users and not self.unreadable and digest not in self.mentioned:
             self.leftover("blob", where, "unreferenced blob (no live version uses it)", st.st_size,
                           age=self.now - st.st_mtime, remove=path.unlink)
+
+    def judge_blob(self, digest: str, users: list, used: str, size: int, actual: str | None = None) -> bool:
+        """Report what is wrong with a blob of `size` bytes whose content hashes to `actual`
+        (None: not hashed, `--quick`, where only sizes are compared); False when damaged."""
+        wrong = [u for u in users if u[2] != size]
+        if actual is None:
+            if wrong:
+                self.problem("blob", digest, f"size {size}, expected {wrong[0][2]}{used}")
+            return True
+        if actual != digest:
+            what = f"size {size}, expected {users[0][2]}" if users and users[0][2] != size else \
+                "content does not match its digest"
+            self.problem("blob", digest, f"{what}{used}")
+            return False
+        for ref, rel, recorded in wrong:  # the blob is sound: the manifest is wrong
+            self.problem("manifest", ref, f"records size {recorded} for {rel}, but its blob {digest[:12]} "
+                         f"holds {size} bytes")
+        return True
 
     # -- leftovers -------------------------------------------------------------------
 
@@ -1159,9 +1168,12 @@ class _Collector:
     def rel(self, path) -> str:
         return os.path.relpath(path, self.root)
 
-    def run(self) -> GcResult:
+    def scanner(self):
         # No blob is read (verify="none"): gc needs what references what, not whether blobs are sound.
-        scan = _Scan2(self.reg, verify="none")
+        return _Scan2(self.reg, verify="none")
+
+    def run(self) -> GcResult:
+        scan = self.scanner()
         scan.run()
         if scan.unreadable:
             shown = ", ".join(scan.unreadable[:3]) + (f" and {len(scan.unreadable) - 3} more"

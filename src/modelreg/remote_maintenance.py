@@ -194,20 +194,11 @@ class _RemoteScan(_Scan2):
                 return
             actual, size = hashed
         else:
-            actual, size = digest, item.size
+            actual, size = None, item.size  # --quick: the listed size only
         self.counts["blobs"] += 1
         self.counts["bytes"] += size
-        if actual != digest:
-            what = f"size {size}, expected {users[0][2]}" if users and users[0][2] != size else \
-                "content does not match its digest"
-            self.problem("blob", digest, f"{what}{used}")
+        if not self.judge_blob(digest, users, used, size, actual):
             return
-        wrong = [u for u in users if u[2] != size]
-        if wrong and self.verify != "full":
-            self.problem("blob", digest, f"size {size}, expected {wrong[0][2]}{used}")
-        for ref, rel, recorded in (wrong if self.verify == "full" else ()):
-            self.problem("manifest", ref, f"records size {recorded} for {rel}, but its blob {digest[:12]} "
-                         f"holds {size} bytes")
         if not users and not self.unreadable and digest not in self.mentioned:
             self.leftover("blob", item.key, "unreferenced blob (no live version uses it)", item.size,
                           age=max(0.0, self.now - item.mtime), remove=lambda k=item.key: self.delete(k))
@@ -414,23 +405,8 @@ class _RemoteCollector(_Collector):
             self.counts[item.kind] += 1
         self.removed.append(item)
 
-    def run(self) -> GcResult:
-        scan = _RemoteScan(self.reg, "none", now=self.now)
-        scan.run()
-        if scan.unreadable:
-            shown = ", ".join(scan.unreadable[:3]) + (f" and {len(scan.unreadable) - 3} more"
-                                                      if len(scan.unreadable) > 3 else "")
-            self.reg.notify(f"warning: cannot read {shown}, so no blob was removed; run `modelreg fsck`")
-        order = {"blob": 0, "tmp": 1, "manifest": 2, "lock": 3, "mark": 4}
-        for item in sorted(scan.leftovers, key=lambda x: order.get(x.kind, 5)):
-            if item.age >= self.grace:
-                self.take(item)
-            elif item.kind == "blob":
-                self.counts["kept"] += 1
-        return GcResult(
-            blobs=self.counts["blob"], bytes=sum(r.bytes for r in self.removed), dry_run=self.dry_run,
-            tmp=self.counts["tmp"], locks=self.counts["lock"], repaired=0,
-            kept=self.counts["kept"], grace=self.grace, removed=tuple(self.removed))
+    def scanner(self):
+        return _RemoteScan(self.reg, "none", now=self.now)
 
 
 def gc_remote(registry, dry_run: bool = False, grace=None) -> GcResult:
